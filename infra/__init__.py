@@ -1,0 +1,1 @@
+"""Where things run: deploy targets, the model registry, bootstrap scripts, services."""

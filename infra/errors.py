@@ -1,0 +1,82 @@
+"""Every named error canaryflow raises, in one tree.
+
+A failed release names one of these; its message says what is wrong and what to do.
+
+CanaryflowError
+├── ValidationError                  the candidate is rejected before anything is deployed
+│   ├── ArtifactError                files, config or tokenizer are broken
+│   │   ├── MissingFileError         a required model file is absent
+│   │   ├── ConfigError              config.json unreadable or inconsistent
+│   │   ├── TokenizerError           tokenizer does not load or has no chat template
+│   │   ├── SafetensorsError         corrupt/truncated safetensors or tensor shapes off
+│   │   └── ChecksumMismatchError    files differ from the sha256 manifest
+│   ├── UnsupportedModelError        architecture or head_dim the serving flavor cannot run
+│   ├── MemoryFitError               weights + KV cache exceed the target's memory budget
+│   └── QualityGateError             golden-set score under threshold or regressed vs champion
+├── RegistryError                    the model registry refused or failed
+│   ├── RegistryUnreachableError     tracking URI cannot be reached
+│   └── ModelVersionNotFoundError    no such version / alias
+└── TrainingError                    the demo model could not be trained as configured
+"""
+
+from __future__ import annotations
+
+
+class CanaryflowError(Exception):
+    """Base of every canaryflow error; `str(e)` is the message shown to the user."""
+
+
+class ValidationError(CanaryflowError):
+    """The candidate failed a pre-deploy check; nothing was registered or deployed."""
+
+
+class ArtifactError(ValidationError):
+    """The model directory is incomplete or damaged."""
+
+
+class MissingFileError(ArtifactError):
+    """A file vLLM needs is missing from the model directory."""
+
+
+class ConfigError(ArtifactError):
+    """config.json is missing fields, unparsable, or inconsistent."""
+
+
+class TokenizerError(ArtifactError):
+    """The tokenizer cannot be loaded or lacks a chat template."""
+
+
+class SafetensorsError(ArtifactError):
+    """A safetensors file is corrupt, truncated, or its tensors don't match config.json."""
+
+
+class ChecksumMismatchError(ArtifactError):
+    """The files differ from the sha256 manifest written at package time."""
+
+
+class UnsupportedModelError(ValidationError):
+    """The serving flavor cannot run this architecture or attention shape."""
+
+
+class MemoryFitError(ValidationError):
+    """Weights plus KV cache do not fit in the target's memory budget."""
+
+
+class QualityGateError(ValidationError):
+    """The golden-set score is below the threshold or regressed against the champion."""
+
+
+class RegistryError(CanaryflowError):
+    """The model registry refused an operation or failed."""
+
+
+class RegistryUnreachableError(RegistryError):
+    """The tracking URI could not be reached."""
+
+
+class ModelVersionNotFoundError(RegistryError):
+    """The requested model version or alias does not exist."""
+
+
+class TrainingError(CanaryflowError):
+    """The demo model could not be trained with the given configuration."""

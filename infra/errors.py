@@ -3,6 +3,7 @@
 A failed release names one of these; its message says what is wrong and what to do.
 
 CanaryflowError
+├── SpecError                        a release spec or setting is invalid (e.g. unknown target)
 ├── ValidationError                  the candidate is rejected before anything is deployed
 │   ├── ArtifactError                files, config or tokenizer are broken
 │   │   ├── MissingFileError         a required model file is absent
@@ -16,6 +17,7 @@ CanaryflowError
 ├── RegistryError                    the model registry refused or failed
 │   ├── RegistryUnreachableError     tracking URI cannot be reached
 │   └── ModelVersionNotFoundError    no such version / alias
+├── DeployError                      a deploy target could not do what was asked
 └── TrainingError                    the demo model could not be trained as configured
 """
 
@@ -24,6 +26,10 @@ from __future__ import annotations
 
 class CanaryflowError(Exception):
     """Base of every canaryflow error; `str(e)` is the message shown to the user."""
+
+
+class SpecError(CanaryflowError):
+    """A release spec or setting is invalid; nothing was started."""
 
 
 class ValidationError(CanaryflowError):
@@ -76,6 +82,10 @@ class RegistryUnreachableError(RegistryError):
 
 class ModelVersionNotFoundError(RegistryError):
     """The requested model version or alias does not exist."""
+
+
+class DeployError(CanaryflowError):
+    """A deploy target failed to deploy, re-weight, promote or roll back."""
 
 
 class TrainingError(CanaryflowError):

@@ -17,7 +17,7 @@ class TransformersGenerator:
         self.tok = AutoTokenizer.from_pretrained(str(model_dir))
         self.tok.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir))
-        self.model.eval()
+        self.model.eval()  # type: ignore[no-untyped-call]
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
 
@@ -33,7 +33,7 @@ class TransformersGenerator:
             ]
             enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
-                gen = self.model.generate(
+                gen = self.model.generate(  # type: ignore[misc]
                     **enc,
                     max_new_tokens=self.max_new_tokens,
                     do_sample=False,

@@ -23,7 +23,7 @@ class TaskSpec(BaseModel):
 
     min_operand: int = Field(0, ge=0, description="Smallest operand (inclusive).")
     max_operand: int = Field(99, ge=0, le=9999, description="Largest operand (inclusive).")
-    operators: str = Field("+-", min_length=1, description="Operators to draw from: any of '+-*'.")
+    operators: str = Field("+", min_length=1, description="Operators to draw from: any of '+-*'.")
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:

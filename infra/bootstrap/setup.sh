@@ -57,7 +57,7 @@ ensure_venv() {
   local key
   key="$( (cat "$ROOT/$lock"; "$PYTHON" --version; declare -f "$post" 2>/dev/null || true) \
           | sha256sum | cut -c1-12)"
-  local dir="$CACHE/venvs/$(basename "$link")-$key"
+  local dir="$CACHE/venvs/${link#.}-$key"
   if [ ! -f "$dir/.complete" ]; then
     say "building $link from $lock (first time on this machine: a few minutes)"
     rm -rf "$dir"

@@ -51,7 +51,7 @@ def save(tok: Tokenizer, out_dir: Path, model_max_length: int) -> None:
     """Write tokenizer.json and tokenizer_config.json (with the chat template) to `out_dir`."""
     from transformers import PreTrainedTokenizerFast
 
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         eos_token=END,
         pad_token=PAD,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field, model_validator
+from tokenizers import Tokenizer
 
 from infra.demo_model import tokenizer as tk
 from infra.errors import TrainingError
@@ -28,13 +29,17 @@ class TrainConfig(BaseModel):
 
     task: TaskSpec = Field(default_factory=TaskSpec, description="Arithmetic input distribution.")
     seed: int = Field(0, description="Seed for data, init and shuffling.")
-    steps: int = Field(1500, ge=1, description="Optimizer steps.")
+    steps: int = Field(1000, ge=1, description="Optimizer steps.")
     batch_size: int = Field(128, ge=1, description="Examples per step.")
-    lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, cosine decay).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW, cosine decay).")
     hidden_size: int = Field(128, ge=32, description="Model width.")
     num_layers: int = Field(2, ge=1, description="Decoder layers.")
-    num_heads: int = Field(2, ge=1, description="Attention heads; hidden_size/num_heads = head_dim.")
-    n_heldout: int = Field(500, ge=10, description="Held-out problems for exact match (golden set).")
+    num_heads: int = Field(
+        2, ge=1, description="Attention heads; hidden_size/num_heads = head_dim."
+    )
+    n_heldout: int = Field(
+        500, ge=10, description="Held-out problems for exact match (golden set)."
+    )
     max_model_len: int = Field(64, ge=16, description="Context length written to config.json.")
     threads: int = Field(2, ge=1, description="torch CPU threads (fixed for reproducibility).")
 
@@ -78,6 +83,13 @@ def _encode(tok: object, examples: list[Example]) -> tuple[torch.Tensor, torch.T
     return ids, labels
 
 
+def _special_ids(tok: Tokenizer) -> tuple[int, int]:
+    pad, end = tok.token_to_id(tk.PAD), tok.token_to_id(tk.END)
+    if pad is None or end is None:
+        raise TrainingError("tokenizer lost its special tokens; rebuild it with tokenizer.build")
+    return pad, end
+
+
 def _model(config: TrainConfig, vocab_size: int, pad_id: int, eos_id: int) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -94,7 +106,7 @@ def _model(config: TrainConfig, vocab_size: int, pad_id: int, eos_id: int) -> to
         eos_token_id=eos_id,
         bos_token_id=None,
         tie_word_embeddings=True,
-        torch_dtype="float32",
+        dtype="float32",
     )
     return LlamaForCausalLM(cfg)
 
@@ -115,9 +127,10 @@ def save_untrained(config: TrainConfig, out_dir: Path) -> Path:
     torch.manual_seed(config.seed)
     heldout_prompts, heldout = split(config.task, config.n_heldout, config.seed)
     stream = training_stream(config.task, heldout_prompts, config.seed + 1)
-    tok = tk.build(tk.prompt_text(ex.prompt) + ex.answer + tk.END
-                   for ex in (next(stream) for _ in range(2000)))
-    model = _model(config, tok.get_vocab_size(), tok.token_to_id(tk.PAD), tok.token_to_id(tk.END))
+    tok = tk.build(
+        tk.prompt_text(ex.prompt) + ex.answer + tk.END for ex in (next(stream) for _ in range(2000))
+    )
+    model = _model(config, tok.get_vocab_size(), *_special_ids(tok))
     model.eval()
     _save(model, tok, config, out_dir, heldout)
     return out_dir
@@ -130,11 +143,12 @@ def train(config: TrainConfig, out_dir: Path) -> TrainResult:
     torch.set_num_threads(config.threads)
     heldout_prompts, heldout = split(config.task, config.n_heldout, config.seed)
     stream = training_stream(config.task, heldout_prompts, config.seed + 1)
-    tok = tk.build(tk.prompt_text(ex.prompt) + ex.answer + tk.END
-                   for ex in (next(stream) for _ in range(2000)))
-    pad_id, eos_id = tok.token_to_id(tk.PAD), tok.token_to_id(tk.END)
+    tok = tk.build(
+        tk.prompt_text(ex.prompt) + ex.answer + tk.END for ex in (next(stream) for _ in range(2000))
+    )
+    pad_id, eos_id = _special_ids(tok)
     model = _model(config, tok.get_vocab_size(), pad_id, eos_id)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, config.steps // 20)
 
     def lr_at(step: int) -> float:
@@ -147,7 +161,7 @@ def train(config: TrainConfig, out_dir: Path) -> TrainResult:
     loss_val = float("nan")
     for _ in range(config.steps):
         ids, labels = _encode(tok, [next(stream) for _ in range(config.batch_size)])
-        out = model(input_ids=ids, attention_mask=(ids != pad_id).long(), labels=labels)
+        out = model(input_ids=ids, attention_mask=ids.ne(pad_id).long(), labels=labels)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -160,19 +174,28 @@ def train(config: TrainConfig, out_dir: Path) -> TrainResult:
     _save(model, tok, config, out_dir, heldout)
     score = evaluate(out_dir, heldout)
     seconds = time.monotonic() - start
-    info = {"config": config.model_dump(), "exact_match": score, "n_eval": len(heldout),
-            "seconds": round(seconds, 1), "final_loss": loss_val}
+    info = {
+        "config": config.model_dump(),
+        "exact_match": score,
+        "n_eval": len(heldout),
+        "seconds": round(seconds, 1),
+        "final_loss": loss_val,
+    }
     (out_dir / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2))
     return TrainResult(out_dir, score, len(heldout), seconds, config.steps, loss_val)
 
 
-def _save(model: torch.nn.Module, tok: object, config: TrainConfig, out_dir: Path,
-          heldout: list[Example]) -> None:
+def _save(
+    model: torch.nn.Module, tok: object, config: TrainConfig, out_dir: Path, heldout: list[Example]
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)  # type: ignore[operator]
     tk.save(tok, out_dir, config.max_model_len)  # type: ignore[arg-type]
-    gen_cfg = {"eos_token_id": model.config.eos_token_id,  # type: ignore[union-attr]
-               "pad_token_id": model.config.pad_token_id,  # type: ignore[union-attr]
-               "do_sample": False, "max_new_tokens": 8}
+    gen_cfg = {
+        "eos_token_id": model.config.eos_token_id,  # type: ignore[union-attr]
+        "pad_token_id": model.config.pad_token_id,  # type: ignore[union-attr]
+        "do_sample": False,
+        "max_new_tokens": 8,
+    }
     (out_dir / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2))
     write_jsonl(heldout, out_dir / GOLDEN_FILE)

@@ -1,0 +1,33 @@
+"""Deploy targets, chosen by name. An unknown name is an error, never a silent fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from infra.errors import SpecError
+from infra.targets.base import DeployTarget
+
+
+def _fake(**kwargs: Any) -> DeployTarget:
+    from infra.targets.fake import FakeTarget
+
+    return FakeTarget(**kwargs)
+
+
+_FACTORIES: dict[str, Callable[..., DeployTarget]] = {"fake": _fake}
+
+
+def register_target(name: str, factory: Callable[..., DeployTarget]) -> None:
+    """Make `name` available to make_target (the Docker and Kubernetes modules call this)."""
+    _FACTORIES[name] = factory
+
+
+def make_target(name: str, **kwargs: Any) -> DeployTarget:
+    """The target called `name`; raises SpecError listing the known names otherwise."""
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        known = ", ".join(sorted(_FACTORIES))
+        raise SpecError(f"unknown deploy target {name!r}: use one of {known}") from None
+    return factory(**kwargs)

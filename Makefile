@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export CANARYFLOW_SERVING_PYTHON ?= $(CURDIR)/.venv-serving/bin/python
 PY := $(CURDIR)/.venv/bin/python
 
-.PHONY: help setup check test test-unit demo bench clean
+.PHONY: help setup check test test-unit demo bench clean services services-stop status
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,15 @@ demo: setup  ## the demo release, end to end
 	@echo "make demo: the end-to-end release demo arrives with the flows issue (#6)."
 	@echo "Today it trains and registers the demo model:"
 	$(PY) -m infra.cli train-demo --register
+
+services: setup  ## start Prefect server + process worker + MLflow UI (idempotent)
+	$(PY) -m infra.services start
+
+services-stop:  ## stop the services
+	$(PY) -m infra.services stop
+
+status:  ## what runs where
+	$(PY) -m infra.services status
 
 clean:  ## remove run state of this checkout (not the cached environments)
 	rm -rf .cache runs mlruns mlflow.db

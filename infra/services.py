@@ -1,0 +1,243 @@
+"""The embedded default's long-running services: start (idempotent), stop, status.
+
+    python -m infra.services start          # Prefect server + process worker + MLflow UI
+    python -m infra.services status         # what runs where
+    python -m infra.services stop
+
+Each service is a host process started in its own session (it outlives the command), with
+a pid file and a log under the state dir. `start` first asks the service's health URL: a
+service that already answers is left alone, so running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.errors import CanaryflowError
+from infra.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+WORK_POOL = "canaryflow-process"
+PREFECT_PORT = int(os.environ.get("CANARYFLOW_PREFECT_PORT", "4200"))
+MLFLOW_PORT = int(os.environ.get("CANARYFLOW_MLFLOW_PORT", "5000"))
+PREFECT_API_URL = f"http://127.0.0.1:{PREFECT_PORT}/api"
+MLFLOW_UI_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
+
+
+class ServiceError(CanaryflowError):
+    """A service did not start or answer in time."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    url: str  # shown in status; also probed when `health` is set
+    health: str | None  # URL that answers 200 when up; None → process alive is enough
+    env: dict[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 90.0
+
+
+def prefect_env(settings: Settings) -> dict[str, str]:
+    """Environment every Prefect client of the embedded server needs."""
+    return {
+        "PREFECT_HOME": str(settings.state / "prefect"),
+        "PREFECT_API_URL": PREFECT_API_URL,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+
+
+def services(settings: Settings) -> list[Service]:
+    """The services in start order."""
+    pe = prefect_env(settings)
+    server_env = {k: v for k, v in pe.items() if k != "PREFECT_API_URL"}
+    db = settings.state / "mlflow" / "mlflow.db"
+    return [
+        Service(
+            "prefect-server",
+            [
+                str(VENV_BIN / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(PREFECT_PORT),
+            ],
+            f"http://127.0.0.1:{PREFECT_PORT}",
+            f"{PREFECT_API_URL}/health",
+            server_env,
+        ),
+        Service(
+            "prefect-worker",
+            [
+                str(VENV_BIN / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                WORK_POOL,
+                "--type",
+                "process",
+            ],
+            f"work pool {WORK_POOL}",
+            None,
+            {
+                **pe,
+                "PYTHONPATH": str(ROOT),
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "MLFLOW_TRACKING_URI": settings.mlflow_uri(),
+            },
+        ),
+        Service(
+            "mlflow-ui",
+            [
+                str(VENV_BIN / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(MLFLOW_PORT),
+                "--backend-store-uri",
+                f"sqlite:///{db}",
+                "--default-artifact-root",
+                str(db.parent / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            MLFLOW_UI_URL,
+            f"{MLFLOW_UI_URL}/health",
+            {"MLFLOW_DISABLE_TELEMETRY": "true"},
+        ),
+    ]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback only
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _pid(settings: Settings, svc: Service) -> int | None:
+    path = settings.state / "run" / f"{svc.name}.pid"
+    try:
+        pid = int(path.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def is_up(settings: Settings, svc: Service) -> bool:
+    if svc.health is not None:
+        return _answers(svc.health)
+    return _pid(settings, svc) is not None
+
+
+def start(settings: Settings, svc: Service) -> str:
+    """Start `svc` unless it already answers; wait until it does."""
+    if is_up(settings, svc):
+        return "already running"
+    (settings.state / "run").mkdir(parents=True, exist_ok=True)
+    (settings.state / "log").mkdir(parents=True, exist_ok=True)
+    (settings.state / "mlflow").mkdir(parents=True, exist_ok=True)
+    log = (settings.state / "log" / f"{svc.name}.log").open("ab")
+    proc = subprocess.Popen(
+        svc.argv,
+        cwd=ROOT,
+        env={**os.environ, **svc.env},
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    (settings.state / "run" / f"{svc.name}.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + svc.start_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"{svc.name} exited with {proc.returncode}; see {log.name}")
+        if svc.health is None or _answers(svc.health):
+            return f"started (pid {proc.pid})"
+        time.sleep(0.5)
+    raise ServiceError(
+        f"{svc.name} did not answer {svc.health} in {svc.start_timeout_s:.0f} s; see {log.name}"
+    )
+
+
+def ensure_work_pool(settings: Settings) -> None:
+    """Create the process work pool once (the worker needs it to exist)."""
+    env = {**os.environ, **prefect_env(settings)}
+    prefect = str(VENV_BIN / "prefect")
+    found = subprocess.run(
+        [prefect, "work-pool", "inspect", WORK_POOL],
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    if found.returncode != 0:
+        subprocess.run(
+            [prefect, "work-pool", "create", WORK_POOL, "--type", "process"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+
+
+def stop(settings: Settings, svc: Service) -> str:
+    pid = _pid(settings, svc)
+    if pid is None:
+        return "not running"
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(40):
+        if _pid(settings, svc) is None:
+            break
+        time.sleep(0.25)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    (settings.state / "run" / f"{svc.name}.pid").unlink(missing_ok=True)
+    return "stopped"
+
+
+def main(argv: list[str]) -> int:
+    settings = Settings()
+    action = argv[0] if argv else "status"
+    if action not in {"start", "stop", "status"}:
+        print("usage: python -m infra.services start|stop|status", file=sys.stderr)
+        return 2
+    order = services(settings)
+    for svc in reversed(order) if action == "stop" else order:
+        if action == "start":
+            state = start(settings, svc)
+            if svc.name == "prefect-server":
+                ensure_work_pool(settings)
+        elif action == "stop":
+            state = stop(settings, svc)
+        else:
+            state = "up" if is_up(settings, svc) else "down"
+        print(f"{svc.name:15} {state:22} {svc.url}")
+    if action != "stop":
+        print(
+            f"\nexport PREFECT_API_URL={PREFECT_API_URL} MLFLOW_TRACKING_URI="
+            f"{settings.mlflow_uri()}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except CanaryflowError as e:
+        print(f"canaryflow: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -18,6 +18,16 @@ CanaryflowError
 │   ├── RegistryUnreachableError     tracking URI cannot be reached
 │   └── ModelVersionNotFoundError    no such version / alias
 ├── DeployError                      a deploy target could not do what was asked
+├── MetricSourceError                a metric source failed (unreachable, bad answer, unsupported)
+│   └── NoDataError                  no data for this metric/variant/window: check inconclusive
+├── DriftError                       the drift report could not be computed
+├── LoadError                        load could not be sent through the router, or gave no evidence
+│   ├── LocustMissingError           locust not installed in the pipeline env
+│   ├── PromptSourceError            golden/replay/synthetic source gave no usable prompts
+│   ├── RouterUnreachableError       router did not answer the probe before the start
+│   ├── LoadTimeoutError             Locust overran the hard timeout; process group killed
+│   ├── LocustFailedError            Locust exited non-zero (log tail in the message)
+│   └── NoRequestsCompletedError     not one request got an HTTP response
 └── TrainingError                    the demo model could not be trained as configured
 """
 
@@ -90,3 +100,43 @@ class DeployError(CanaryflowError):
 
 class TrainingError(CanaryflowError):
     """The demo model could not be trained with the given configuration."""
+
+
+class LoadError(CanaryflowError):
+    """Load could not be sent through the router, or it yielded no evidence."""
+
+
+class LocustMissingError(LoadError):
+    """Locust is not installed where the pipeline runs it (`python -m locust`)."""
+
+
+class PromptSourceError(LoadError):
+    """The golden, replay or synthetic prompt source gave no usable prompts."""
+
+
+class RouterUnreachableError(LoadError):
+    """The router URL did not answer an HTTP probe before the load started."""
+
+
+class LoadTimeoutError(LoadError):
+    """Locust overran the hard timeout; its process group was killed."""
+
+
+class LocustFailedError(LoadError):
+    """Locust exited non-zero (bad locustfile, bad option, crash)."""
+
+
+class NoRequestsCompletedError(LoadError):
+    """Locust ran but no request got an HTTP response: nothing to analyse."""
+
+
+class MetricSourceError(CanaryflowError):
+    """A metric source failed (unreachable, malformed answer, unsupported metric)."""
+
+
+class NoDataError(MetricSourceError):
+    """The source has no data for this metric, variant and window: the check is inconclusive."""
+
+
+class DriftError(CanaryflowError):
+    """The drift report could not be computed from the given frames."""

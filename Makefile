@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export CANARYFLOW_SERVING_PYTHON ?= $(CURDIR)/.venv-serving/bin/python
 PY := $(CURDIR)/.venv/bin/python
 
-.PHONY: help setup check test test-unit demo bench clean services services-stop status
+.PHONY: help setup check test test-unit demo bench clean image services services-stop status
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,9 @@ demo: setup  ## the demo release, end to end
 	@echo "make demo: the end-to-end release demo arrives with the flows issue (#6)."
 	@echo "Today it trains and registers the demo model:"
 	$(PY) -m infra.cli train-demo --register
+
+image: setup  ## build + smoke-test the serving image: make image MODEL=dir
+	$(PY) -m infra.image $(MODEL) --smoke
 
 services: setup  ## start Prefect server + process worker + MLflow UI (idempotent)
 	$(PY) -m infra.services start

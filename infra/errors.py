@@ -28,7 +28,12 @@ CanaryflowError
 │   ├── LoadTimeoutError             Locust overran the hard timeout; process group killed
 │   ├── LocustFailedError            Locust exited non-zero (log tail in the message)
 │   └── NoRequestsCompletedError     not one request got an HTTP response
+├── ImageBuildError                  the serving image could not be built (wheelhouse, base, build)
+├── SmokeTestError                   the built image does not serve correctly; names the check
 └── TrainingError                    the demo model could not be trained as configured
+
+Inside the serving image, serving/errors.py has its own small tree (ServingError: settings,
+start, warmup) because the image ships serving/ alone.
 """
 
 from __future__ import annotations
@@ -140,3 +145,11 @@ class NoDataError(MetricSourceError):
 
 class DriftError(CanaryflowError):
     """The drift report could not be computed from the given frames."""
+
+
+class ImageBuildError(CanaryflowError):
+    """The serving image could not be built; the message names the step and the last output."""
+
+
+class SmokeTestError(CanaryflowError):
+    """A smoke check against a running container failed; the message names the check."""

@@ -86,8 +86,8 @@ def _encode(tok: object, examples: list[Example]) -> tuple[torch.Tensor, torch.T
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 def _special_ids(tok: Tokenizer) -> tuple[int, int]:

@@ -1,0 +1,70 @@
+"""The OpenAI chat-completions wire format as the load generator speaks it. Pure functions.
+
+Kept out of the locustfile so unit tests can use them without importing Locust (whose
+import monkey-patches the test process with gevent).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+ERROR_CHARS = 200
+
+
+def chat_body(
+    model: str, messages: list[dict[str, str]], max_tokens: int, stream: bool
+) -> dict[str, Any]:
+    """A greedy (temperature 0) chat completion request."""
+    return {
+        "model": model,
+        "messages": messages,
+        "temperature": 0,
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+
+
+def parse_completion(raw: bytes) -> tuple[str, str | None]:
+    """(message text, error or None) of a non-streamed chat completion body."""
+    try:
+        message = json.loads(raw)["choices"][0]["message"]
+        return str(message.get("content") or ""), None
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "", "response is not a chat completion"
+
+
+def parse_stream(raw: bytes) -> tuple[str, str | None]:
+    """(joined delta text, error or None) of an SSE body; it must end with `data: [DONE]`."""
+    texts: list[str] = []
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return "".join(texts), None
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return "".join(texts), "stream carried a non-JSON event"
+        if not isinstance(event, dict) or "error" in event:
+            return "".join(texts), "stream carried an error event"
+        texts.append(_delta_text(event))
+    return "".join(texts), "stream ended without [DONE]"
+
+
+def _delta_text(event: dict[str, Any]) -> str:
+    choices = event.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return ""
+    delta = choices[0].get("delta")
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+def http_error(status: int, body: bytes, secret: str) -> str:
+    """`HTTP 401: <first words of the body>`, with `secret` blanked should a server echo it."""
+    text = " ".join(body.decode("utf-8", errors="replace").split())
+    if secret:
+        text = text.replace(secret, "[REDACTED]")
+    return f"HTTP {status}: {text[:ERROR_CHARS]}"

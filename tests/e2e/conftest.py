@@ -1,0 +1,49 @@
+"""Shared e2e fixtures: the Docker engine, per-session container labels, the serving image.
+
+Every container an e2e test starts carries `io.canaryflow.test-session=<id>`; the session
+finalizer removes whatever still carries it, even after a failed or interrupted test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from infra.image.build import BuiltImage, build_image, docker_host
+from infra.image.smoke import docker_client as make_client
+
+SESSION_LABEL = "io.canaryflow.test-session"
+SESSION_ID = uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The engine `make setup` starts; fails (not skips) when it does not answer."""
+    client = make_client()
+    try:
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"no Docker engine at {docker_host()} ({exc}); run `make setup`")
+    yield client
+    for container in client.containers.list(
+        all=True, filters={"label": f"{SESSION_LABEL}={SESSION_ID}"}
+    ):
+        container.remove(force=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def e2e_labels() -> dict[str, str]:
+    """Put these on every container a test starts (the session finalizer removes them)."""
+    return {SESSION_LABEL: SESSION_ID}
+
+
+@pytest.fixture(scope="session")
+def serving_image(docker_client: docker.DockerClient, trained_model: Path) -> BuiltImage:
+    """The cpu serving image with the trained demo model baked in (built once, then cached)."""
+    return build_image(trained_model, progress=print)

@@ -18,6 +18,12 @@ CanaryflowError
 │   ├── RegistryUnreachableError     tracking URI cannot be reached
 │   └── ModelVersionNotFoundError    no such version / alias
 ├── DeployError                      a deploy target could not do what was asked
+│   ├── EngineUnavailableError       the Docker engine does not answer
+│   ├── ContainerStartError          a variant's container exited or never became healthy
+│   ├── TargetBusyError              another release's canary is deployed: reconcile first
+│   ├── NoStableError                a rollback has no stable to send traffic to
+│   ├── CanaryUnhealthyError         refusing to promote a canary that is not healthy
+│   └── RouterError                  HAProxy or Prometheus failed to start, configure or answer
 ├── MetricSourceError                a metric source failed (unreachable, bad answer, unsupported)
 │   └── NoDataError                  no data for this metric/variant/window: check inconclusive
 ├── DriftError                       the drift report could not be computed
@@ -153,3 +159,27 @@ class ImageBuildError(CanaryflowError):
 
 class SmokeTestError(CanaryflowError):
     """A smoke check against a running container failed; the message names the check."""
+
+
+class EngineUnavailableError(DeployError):
+    """The Docker engine cannot be reached; nothing was changed."""
+
+
+class ContainerStartError(DeployError):
+    """The container exited or was not healthy in time (a new one is removed); log quoted."""
+
+
+class TargetBusyError(DeployError):
+    """A canary from another release is deployed; promote or roll it back first (reconcile)."""
+
+
+class NoStableError(DeployError):
+    """Rollback would leave no server: the canary is the only variant deployed."""
+
+
+class CanaryUnhealthyError(DeployError):
+    """The canary is not healthy, so it is not given all traffic; roll back instead."""
+
+
+class RouterError(DeployError):
+    """HAProxy or Prometheus failed; the message names the process, its log and what to do."""

@@ -15,7 +15,13 @@ def _fake(**kwargs: Any) -> DeployTarget:
     return FakeTarget(**kwargs)
 
 
-_FACTORIES: dict[str, Callable[..., DeployTarget]] = {"fake": _fake}
+def _docker(**kwargs: Any) -> DeployTarget:
+    from infra.targets.docker import make_docker_target
+
+    return make_docker_target(**kwargs)
+
+
+_FACTORIES: dict[str, Callable[..., DeployTarget]] = {"fake": _fake, "docker": _docker}
 
 
 def register_target(name: str, factory: Callable[..., DeployTarget]) -> None:
@@ -23,7 +29,7 @@ def register_target(name: str, factory: Callable[..., DeployTarget]) -> None:
     _FACTORIES[name] = factory
 
 
-def make_target(name: str, **kwargs: Any) -> DeployTarget:
+def make_target(name: str, /, **kwargs: Any) -> DeployTarget:
     """The target called `name`; raises SpecError listing the known names otherwise."""
     try:
         factory = _FACTORIES[name]

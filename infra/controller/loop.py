@@ -1,0 +1,136 @@
+"""The canary loop: move weight step by step, load, analyse, and say advance or roll back.
+
+    controller = CanaryController(target, load, clock=time.monotonic)
+    result = controller.run(steps=[10, 25, 50], policy=policy, out_dir=Path("runs/r1"))
+    result.passed, result.reasons, result.steps   # each step's verdict table and action
+
+Per weight: set_weights → size the load (samples_needed; doubled after each extend, so an
+inconclusive step gets more samples, not the same number again) → run it → a hard failure
+(unhealthy, crash loop, 5xx burst) ends the loop at once → analyze_step → next_action:
+advance, extend (same weight, more load), retry (failed under failure_threshold: a fresh
+window) or rollback (failures reached the threshold, or still inconclusive past
+progress_deadline_s). The loop never promotes or rolls back itself: decide.py does, so the
+decision is recorded before the target is touched.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from infra.controller.ports import Clock, Sleep, StepEvidence, StepLoad
+from infra.controller.record import CanaryResult, StepRecord
+from infra.errors import DeployError, LoadError, MetricSourceError
+from infra.targets.base import DeployTarget
+from validation.analysis import (
+    ActionKind,
+    CanaryPolicy,
+    analyze_step,
+    detect_hard_failure,
+    next_action,
+    samples_needed,
+)
+
+# An error in these stops the loop as `aborted` (the caller rolls back); others propagate.
+_ABORTING = (DeployError, LoadError, MetricSourceError)
+
+
+class CanaryController:
+    """Drives one canary through its steps against a target and a step load."""
+
+    def __init__(
+        self,
+        target: DeployTarget,
+        load: StepLoad,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        max_runs_per_step: int = 20,
+    ) -> None:
+        self.target = target
+        self.load = load
+        self.clock = clock
+        self.sleep = sleep
+        self.max_runs_per_step = max_runs_per_step
+
+    def run(
+        self, steps: list[int], policy: CanaryPolicy, out_dir: Path, *, interval_s: float = 0.0
+    ) -> CanaryResult:
+        """Every step in order; stops at the first that does not advance."""
+        records: list[StepRecord] = []
+        failures = 0
+        for weight in steps:
+            try:
+                ok, failures = self.run_step(weight, policy, out_dir, failures, records)
+            except _ABORTING as exc:
+                reason = f"{type(exc).__name__} at {weight}%: {exc}"
+                return CanaryResult(passed=False, aborted=True, reasons=(reason,),
+                                    steps=tuple(records))  # fmt: skip
+            if not ok:
+                return CanaryResult(passed=False, reasons=(records[-1].reason,),
+                                    steps=tuple(records))  # fmt: skip
+            self._soak(records[-1].elapsed_s, interval_s)
+        return CanaryResult(passed=True, reasons=("all steps passed",), steps=tuple(records))
+
+    def run_step(
+        self,
+        weight: int,
+        policy: CanaryPolicy,
+        out_dir: Path,
+        failures: int,
+        records: list[StepRecord],
+    ) -> tuple[bool, int]:
+        """Load and analyse `weight` until advance (True) or rollback (False); appends records."""
+        self.target.set_weights(weight)
+        started = self.clock()
+        base = samples_needed(policy, weight)
+        extends = 0
+        for attempt in range(1, self.max_runs_per_step + 1):
+            requests = base * 2**extends
+            evidence = self.load.run(weight, requests, out_dir / f"step-{weight}-{attempt}")
+            record, kind, failures = self._judge(
+                weight, attempt, requests, evidence, policy, failures, started
+            )
+            records.append(record)
+            if kind == ActionKind.ADVANCE:
+                return True, failures
+            if kind == ActionKind.ROLLBACK:
+                return False, failures
+            extends += kind == ActionKind.EXTEND
+        records.append(_gave_up(records[-1], self.max_runs_per_step))
+        return False, failures
+
+    def _judge(
+        self,
+        weight: int,
+        attempt: int,
+        requests: int,
+        evidence: StepEvidence,
+        policy: CanaryPolicy,
+        failures: int,
+        started: float,
+    ) -> tuple[StepRecord, ActionKind, int]:
+        elapsed = self.clock() - started
+        common = {"weight": weight, "attempt": attempt, "requests": requests,
+                  "elapsed_s": elapsed, "reports": dict(evidence.reports)}  # fmt: skip
+        hard = detect_hard_failure(evidence.health, policy.hard)
+        if hard is not None:
+            reason = "hard failure: " + "; ".join(hard.reasons)
+            record = StepRecord(outcome="hard_failure", action="rollback", reason=reason,
+                                table=[], **common)  # fmt: skip
+            return record, ActionKind.ROLLBACK, failures
+        verdict = analyze_step(evidence.source, policy, evidence.window_s,
+                               canary_weight=weight, drift=evidence.drift)  # fmt: skip
+        action = next_action(verdict, policy, failures_so_far=failures, step_elapsed_s=elapsed)
+        record = StepRecord(outcome=verdict.outcome.value, action=action.kind.value,
+                            reason=action.reason, table=verdict.table(), **common)  # fmt: skip
+        return record, action.kind, action.failures
+
+    def _soak(self, elapsed_s: float, interval_s: float) -> None:
+        if interval_s > elapsed_s:
+            self.sleep(interval_s - elapsed_s)
+
+
+def _gave_up(last: StepRecord, runs: int) -> StepRecord:
+    reason = f"no decision after {runs} load runs at {last.weight}% (last: {last.reason})"
+    return last.model_copy(update={"action": "rollback", "reason": reason})

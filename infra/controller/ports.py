@@ -1,0 +1,92 @@
+"""The controller's seams: what it needs from the world besides a target and a registry.
+
+    load: StepLoad               run(weight, requests, out_dir) -> StepEvidence
+    validator: CandidateCheck    check(model_dir, champion_dir) -> CheckReport
+    images: ImageBuilder         build(model_dir) -> image tag (built and smoke-tested)
+
+Real implementations: wiring.py (Locust + Evidently, validation/, infra/image). Fakes for
+unit tests: fake.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from infra.registry.base import ModelRegistry
+from infra.targets.base import DeployTarget
+from validation.analysis import CanaryHealth
+from validation.drift import DriftResult
+from validation.metrics.base import MetricSource
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class StepEvidence:
+    """What one load run of a canary step measured."""
+
+    source: MetricSource
+    """Per-variant metrics of the run (errors, latency, ttft, quality)."""
+    health: CanaryHealth
+    """The canary's health over the run, for detect_hard_failure."""
+    window_s: float
+    """The window the source's samples cover (the run's duration and a margin)."""
+    drift: DriftResult | None = None
+    """Drift of the canary's traffic vs the reference; None: not computed (inconclusive)."""
+    reports: Mapping[str, Path] = field(default_factory=dict)
+    """HTML reports by kind ("locust", "evidently")."""
+
+
+class StepLoad(Protocol):
+    """Sends one step's load through the router and says what it measured."""
+
+    def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
+        """Send `requests` requests with the canary at `weight`%; outputs go to `out_dir`."""
+        ...
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The pre-deploy validation of a candidate: empty `reasons` means it passed."""
+
+    reasons: tuple[str, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+
+class CandidateCheck(Protocol):
+    """Artifact, memory fit and offline quality (vs threshold and vs the champion)."""
+
+    def check(self, model_dir: Path, champion_dir: Path | None) -> CheckReport: ...
+
+
+class ImageBuilder(Protocol):
+    """Builds the serving image of a model and smoke-tests it; returns the image tag."""
+
+    def build(self, model_dir: Path) -> str: ...
+
+
+@dataclass
+class ReleasePorts:
+    """Everything a release touches, built once (wiring.real_ports) or from fakes in tests."""
+
+    target: DeployTarget
+    registry: ModelRegistry
+    load: Callable[[Path], StepLoad]
+    """The step load of a release, given the candidate's model dir (its golden set)."""
+    check: CandidateCheck
+    images: ImageBuilder
+    work_dir: Path
+    """Downloads, load outputs and reports of every release go under here."""
+    tracking_uri: str | None = None
+    """MLflow store for the release run; None: no MLflow run is logged."""
+    clock: Clock = time.monotonic
+    sleep: Sleep = time.sleep

@@ -1,0 +1,82 @@
+"""The decision record as text and numbers: markdown (verdict first), table rows, metrics."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from infra.controller.record import ReleaseOutcome, StepRecord
+
+_COLUMNS = ("check", "outcome", "canary", "stable", "effect", "ci", "p_value", "alpha",
+            "n_canary", "n_stable", "test")  # fmt: skip
+_NUMERIC = ("canary", "stable", "effect", "p_value")
+
+
+def slug(text: str) -> str:
+    """lowercase-with-dashes (Prefect artifact keys)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def markdown(outcome: ReleaseOutcome) -> str:
+    """Verdict first, then reasons, every check of every step with its numbers, then links."""
+    lines = [f"# Verdict: {outcome.verdict}", "",
+             f"**{outcome.model_name} v{outcome.version or '?'}** — release "
+             f"`{outcome.release_id}`" + (f", image `{outcome.image}`" if outcome.image else ""),
+             "", "## Reasons", ""]  # fmt: skip
+    lines += [f"- {r}" for r in outcome.reasons] or ["- (none recorded)"]
+    if outcome.metrics:
+        lines += ["", "## Offline checks", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(outcome.metrics.items())]
+    lines += _steps_section(outcome.steps)
+    if outcome.timings:
+        lines += ["", "## Timings (s)", "", "| phase | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in outcome.timings.items()]
+    if outcome.reports:
+        lines += ["", "## Reports", ""]
+        lines += [f"- [{key}]({path.resolve().as_uri()})" for key, path in outcome.reports.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _steps_section(steps: tuple[StepRecord, ...]) -> list[str]:
+    if not steps:
+        return ["", "## Canary steps", "", "No canary step ran."]
+    header = ("step", "run", "action", *_COLUMNS)
+    lines = ["", "## Canary steps", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]  # fmt: skip
+    for step in steps:
+        lead = (f"{step.weight}%", str(step.attempt), step.action)
+        rows = step.table or [{"check": step.outcome, "outcome": step.outcome}]
+        for row in rows:
+            cells = (*lead, *(_fmt(row.get(c)) for c in _COLUMNS))
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Step decisions:", ""]
+    lines += [f"- {s.weight}% run {s.attempt}: **{s.action}** — {s.reason}" for s in steps]
+    return lines
+
+
+def step_rows(step: StepRecord) -> list[dict[str, Any]]:
+    """The table artifact of one step run: its checks, with the step's action."""
+    rows = step.table or [{"check": "hard_failure", "outcome": step.outcome}]
+    return [{"weight": step.weight, "run": step.attempt, "action": step.action, **row}
+            for row in rows]  # fmt: skip
+
+
+def metrics(outcome: ReleaseOutcome) -> dict[str, float]:
+    """Flat numeric metrics for an MLflow run: offline metrics and each check's numbers."""
+    out = {f"offline.{k}": v for k, v in outcome.metrics.items()}
+    out.update({f"time.{k}": v for k, v in outcome.timings.items()})
+    for step in outcome.steps:
+        for row in step.table:
+            for col in _NUMERIC:
+                value = row.get(col)
+                if isinstance(value, int | float):
+                    out[f"step{step.weight}.run{step.attempt}.{row['check']}.{col}"] = value
+    return out
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")

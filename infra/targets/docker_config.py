@@ -1,0 +1,129 @@
+"""Settings of the Docker target; the field descriptions are the help text.
+
+    DockerTargetConfig()                                   # the defaults: one machine, loopback
+    DockerTargetConfig(name="demo", router_port=9780, cpusets=("0", "1"))
+
+Ports are all on 127.0.0.1: `router_port` is the single entry point clients use; each slot
+publishes its container on a fixed port (so HAProxy's config never changes, see
+infra/router/haproxy_config.py); HAProxy's exporter and Prometheus have their own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from infra.router.haproxy import DEFAULT_BINARY as HAPROXY_BINARY
+from infra.router.haproxy_config import SLOTS, RouterLayout
+from infra.router.prometheus import DEFAULT_BINARY as PROMETHEUS_BINARY
+from infra.router.prometheus import PrometheusLayout
+from infra.settings import Settings
+
+DEFAULT_DOCKER_HOST = "unix:///run/canaryflow-docker.sock"
+
+
+class DockerTargetConfig(BaseModel):
+    """Where and how the Docker target runs stable and canary behind HAProxy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(
+        "default",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",
+        description="Target name: prefixes containers (canaryflow-NAME-stable), the network "
+        "and the state directory; two names are two independent deployments.",
+    )
+    state_dir: Path | None = Field(
+        None, description="Router, metrics and secret files; default CANARYFLOW_STATE/targets/NAME."
+    )
+    docker_host: str | None = Field(
+        None, description=f"Docker engine URL; default $DOCKER_HOST, else {DEFAULT_DOCKER_HOST}."
+    )
+    router_port: int = Field(8780, ge=1, le=65535, description="Client entry point (HAProxy).")
+    haproxy_metrics_port: int = Field(
+        8781, ge=1, le=65535, description="HAProxy's Prometheus exporter (/metrics) and /stats."
+    )
+    slot_ports: tuple[int, int] = Field(
+        (8782, 8783), description="Loopback ports the containers of slot a and b publish."
+    )
+    prometheus: bool = Field(True, description="Run a Prometheus server for this target.")
+    prometheus_port: int = Field(8784, ge=1, le=65535, description="Prometheus web port.")
+    scrape_interval_s: float = Field(5, gt=0, description="Prometheus scrape interval.")
+    sticky_header: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Sticky A/B: route by a consistent hash of this request header (e.g. "
+        "X-Canaryflow-Key); requests without it are balanced round robin.",
+    )
+    api_key_file: Path | None = Field(
+        None, description="File with the API key the servers require; created if missing. "
+        "Default STATE_DIR/secrets/api-key.",
+    )  # fmt: skip
+    capture_dir: Path | None = Field(
+        None, description="Where containers write request/response capture JSONL. "
+        "Default STATE_DIR/capture.",
+    )  # fmt: skip
+    container_port: int = Field(8000, description="Port the serving image listens on.")
+    kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE per container (CPU).")
+    cpusets: tuple[str, str] | None = Field(
+        None,
+        description="CPUs for slot a and b (e.g. ('0', '1')): pins each container (cpuset) and "
+        "binds vLLM's threads there, so two servers don't fight. Unset: vLLM's 'auto'.",
+    )
+    mem_limit: str | None = Field(None, description="Memory limit per container, e.g. '6g'.")
+    shm_size: str = Field(
+        "1g", description="Shared memory (shm) per container; vLLM's queues need ~512 MiB."
+    )
+    ready_timeout_s: float = Field(
+        900, gt=0, description="How long a new container may take to become healthy."
+    )
+    drain_timeout_s: float = Field(
+        120, gt=0, description="How long removal waits for in-flight requests to finish."
+    )
+    stop_grace_s: int = Field(30, ge=0, description="SIGTERM→SIGKILL grace when stopping.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on every container and the network."
+    )
+    haproxy_bin: Path = Field(HAPROXY_BINARY, description="HAProxy executable (2.4 or newer).")
+    prometheus_bin: Path = Field(PROMETHEUS_BINARY, description="Prometheus executable.")
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> DockerTargetConfig:
+        ports = [self.router_port, self.haproxy_metrics_port, *self.slot_ports]
+        if self.prometheus:
+            ports.append(self.prometheus_port)
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"router, metrics, slot and Prometheus ports must differ: {ports}")
+        return self
+
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or Settings().state / "targets" / self.name
+
+    def resolved_docker_host(self) -> str:
+        return self.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+    def router_layout(self) -> RouterLayout:
+        return RouterLayout(
+            state_dir=self.resolved_state_dir() / "haproxy",
+            port=self.router_port,
+            metrics_port=self.haproxy_metrics_port,
+            slot_ports=self.slot_port_map(),
+            sticky_header=self.sticky_header,
+        )
+
+    def prometheus_layout(self) -> PrometheusLayout:
+        return PrometheusLayout(
+            state_dir=self.resolved_state_dir() / "prometheus",
+            port=self.prometheus_port,
+            haproxy_metrics_port=self.haproxy_metrics_port,
+            target_name=self.name,
+            scrape_interval_s=self.scrape_interval_s,
+        )
+
+    def slot_port_map(self) -> dict[str, int]:
+        return dict(zip(SLOTS, self.slot_ports, strict=True))
+
+    def cpuset(self, slot: str) -> str | None:
+        return None if self.cpusets is None else self.cpusets[SLOTS.index(slot)]

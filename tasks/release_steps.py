@@ -1,0 +1,140 @@
+"""Prefect tasks of the release flow: thin wrappers around infra/controller.
+
+Every task takes the release's ports (target, registry, step load, checks, images) as an
+argument, so the flow runs against fakes in tests; none caches (the ports are live objects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from infra.controller import decide as ops
+from infra.controller.candidate import Candidate, champion_dir, register, resolve
+from infra.controller.loop import CanaryController
+from infra.controller.ports import CheckReport, ReleasePorts
+from infra.controller.record import CanaryResult, Verdict
+from infra.errors import DeployError, ImageBuildError, RegistryError, SmokeTestError
+from infra.spec import ReleaseSpec
+from infra.targets.base import Variant
+from infra.targets.reconcile import reconcile
+
+
+@dataclass(frozen=True)
+class Built:
+    """The serving image, or why it could not be built or did not pass the smoke test."""
+
+    image: str | None
+    reasons: tuple[str, ...] = ()
+
+
+@task(name="reconcile-target", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def reconcile_target(ports: ReleasePorts, model_name: str) -> str:
+    """Finish or undo a half-done earlier release; refuse to start when it stays unsettled."""
+    result = reconcile(ports.target, ports.registry, model_name)
+    return f"{result.action}: {result.reason}"
+
+
+@task(name="resolve-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def resolve_candidate(spec: ReleaseSpec, ports: ReleasePorts) -> Candidate:
+    """models:/NAME/VERSION or @ALIAS → downloaded files; a directory → itself."""
+    return resolve(spec, ports.registry, ports.work_dir)
+
+
+@task(name="validate-candidate", cache_policy=NONE, timeout_seconds=3600)
+def validate_candidate(candidate: Candidate, ports: ReleasePorts) -> CheckReport:
+    """Artifact, memory fit, golden-set quality vs the threshold and the champion."""
+    champion = champion_dir(ports.registry, candidate, ports.work_dir)
+    return ports.check.check(candidate.model_dir, champion)
+
+
+@task(name="reject-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def reject_candidate(candidate: Candidate, ports: ReleasePorts, reasons: tuple[str, ...]) -> None:
+    """Tag a registered candidate rejected with `reasons` (a local dir was never registered)."""
+    if candidate.version is not None:
+        ports.registry.reject(candidate.name, candidate.version, list(reasons))
+
+
+@task(name="package-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def package_candidate(candidate: Candidate, ports: ReleasePorts, release_id: str) -> Candidate:
+    """Register a local candidate as `challenger` (idempotent on content)."""
+    return register(ports.registry, candidate, {"canaryflow.release_id": release_id})
+
+
+@task(name="build-and-smoke", cache_policy=NONE, timeout_seconds=3600)
+def build_and_smoke(candidate: Candidate, ports: ReleasePorts) -> Built:
+    """Content-addressed serving image, smoke-tested; a failure is a reason to reject."""
+    try:
+        return Built(image=ports.images.build(candidate.model_dir))
+    except (ImageBuildError, SmokeTestError) as exc:
+        return Built(image=None, reasons=(f"{type(exc).__name__}: {exc}",))
+
+
+@task(name="plan-deploy", cache_policy=NONE)
+def plan_deploy(candidate: Candidate, ports: ReleasePorts) -> str:
+    """How to deploy: "first" (nothing serves), "canary", or "serving" (already the stable)."""
+    state = ports.target.status()
+    if ops.is_first_release(state):
+        return "first"
+    if state.stable is not None and state.stable.model_version == candidate.version:
+        return "serving"
+    return "canary"
+
+
+@task(name="deploy-first-release", cache_policy=NONE, timeout_seconds=1800)
+def deploy_first_release(
+    candidate: Candidate, image: str, spec: ReleaseSpec, ports: ReleasePorts, release_id: str
+) -> None:
+    """Deploy as the stable and point `champion` at it: no canary to compare against."""
+    variant = _variant(candidate, image, spec, release_id)
+    ops.deploy_first(ports.target, ports.registry, variant)
+
+
+@task(name="deploy-canary", cache_policy=NONE, timeout_seconds=1800)
+def deploy_canary(
+    candidate: Candidate, image: str, spec: ReleaseSpec, ports: ReleasePorts, release_id: str
+) -> tuple[str, ...]:
+    """Start the canary next to the stable (0% traffic); the reasons if it could not."""
+    variant = _variant(candidate, image, spec, release_id)
+    try:
+        ops.deploy_canary(ports.target, variant)
+    except DeployError as exc:
+        return (f"DeployError: {exc}",)
+    return ()
+
+
+@task(name="canary-analysis", cache_policy=NONE)
+def run_canary(
+    spec: ReleaseSpec, candidate: Candidate, ports: ReleasePorts, release_id: str
+) -> CanaryResult:
+    """Every step: weights → load → analysis → advance / extend / retry / rollback."""
+    controller = CanaryController(ports.target, ports.load(candidate.model_dir),
+                                  clock=ports.clock, sleep=ports.sleep)  # fmt: skip
+    out_dir = ports.work_dir / release_id
+    return controller.run(spec.canary.steps, spec.canary.policy, out_dir,
+                          interval_s=spec.canary.interval_s)  # fmt: skip
+
+
+@task(name="decide", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def decide(result: CanaryResult, candidate: Candidate, ports: ReleasePorts) -> Verdict:
+    """Promote (champion moved first), or roll back and tag the version rejected."""
+    if result.passed:
+        ops.promote(ports.target, ports.registry, candidate.name)
+        return "promoted"
+    ops.rollback(ports.target, ports.registry, candidate.name, result.reasons)
+    return "aborted" if result.aborted else "rolled_back"
+
+
+@task(name="abort-canary", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def abort_canary(candidate: Candidate, ports: ReleasePorts, reasons: tuple[str, ...]) -> None:
+    """Roll back a canary that could not be deployed (whatever part of it exists)."""
+    ops.rollback(ports.target, ports.registry, candidate.name, reasons)
+
+
+def _variant(candidate: Candidate, image: str, spec: ReleaseSpec, release_id: str) -> Variant:
+    if candidate.version is None:
+        raise RegistryError(f"{candidate.name} has no registry version yet; package it first")
+    return ops.variant_for(candidate.name, candidate.version, image, release_id,
+                           spec.serving.served_model_name)  # fmt: skip

@@ -1,0 +1,105 @@
+"""The canary loop against FakeTarget + FakeStepLoad: advance, fail, inconclusive, hard failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.controller import CanaryController, CanaryResult
+from infra.controller.fake import (
+    FakeClock,
+    FakeStepLoad,
+    Profile,
+    crashing_canary,
+    erroring_canary,
+    good_canary,
+    low_quality_canary,
+    slow_canary,
+    too_few_samples,
+)
+from infra.targets.base import Variant
+from infra.targets.fake import FakeTarget
+from validation.analysis import CanaryPolicy, samples_needed
+
+STEPS = [10, 25, 50]
+
+
+def _target_with_canary() -> FakeTarget:
+    target = FakeTarget()
+    target.deploy(Variant(role="stable", image="img:1", model_name="m", model_version="1",
+                          release_id="r1"))  # fmt: skip
+    target.deploy(Variant(role="canary", image="img:2", model_name="m", model_version="2",
+                          release_id="r2"))  # fmt: skip
+    target.calls.clear()
+    return target
+
+
+def _run(
+    profiles: list[Profile] | Profile, tmp: Path, policy: CanaryPolicy | None = None
+) -> tuple[CanaryResult, FakeTarget, FakeStepLoad]:
+    target, clock = _target_with_canary(), FakeClock()
+    load = FakeStepLoad(profiles, clock=clock, seconds_per_run=60)
+    controller = CanaryController(target, load, clock=clock, sleep=clock.advance)
+    result = controller.run(STEPS, policy or CanaryPolicy(), tmp)
+    return result, target, load
+
+
+def test_good_canary_passes_every_step_with_sized_load(tmp_path: Path) -> None:
+    result, target, load = _run(good_canary(), tmp_path)
+    assert result.passed
+    assert [c for c in target.calls if c[0] == "set_weights"] == [("set_weights", w) for w in STEPS]
+    policy = CanaryPolicy()
+    assert load.calls == [(w, samples_needed(policy, w)) for w in STEPS]
+    assert [s.action for s in result.steps] == ["advance"] * 3
+    assert {row["check"] for row in result.steps[0].table} >= {"latency", "error_rate", "quality"}
+
+
+@pytest.mark.parametrize(
+    ("profile", "check"),
+    [
+        (slow_canary(), "latency"),
+        (erroring_canary(), "error_rate"),
+        (low_quality_canary(), "quality"),
+    ],
+)
+def test_bad_canary_fails_at_first_step_naming_the_check(
+    profile: Profile, check: str, tmp_path: Path
+) -> None:
+    result, target, _ = _run(profile, tmp_path)
+    assert not result.passed
+    assert not result.aborted
+    assert len(result.steps) == 1
+    assert result.steps[0].weight == 10
+    assert result.steps[0].action == "rollback"
+    failed = [r["check"] for r in result.steps[0].table if r["outcome"] == "fail"]
+    assert check in failed
+    assert check in result.reasons[0]
+    assert ("promote", None) not in target.calls
+    assert ("rollback", None) not in target.calls
+
+
+def test_too_few_samples_extends_then_rolls_back_at_the_deadline(tmp_path: Path) -> None:
+    policy = CanaryPolicy(progress_deadline_s=300)
+    result, _, load = _run(too_few_samples(), tmp_path, policy)
+    assert not result.passed
+    assert [s.action for s in result.steps] == ["extend"] * 4 + ["rollback"]
+    assert "inconclusive" in result.reasons[0]
+    assert "deadline" in result.reasons[0]
+    assert [r for _, r in load.calls] == [samples_needed(policy, 10) * 2**i for i in range(5)]
+
+
+def test_a_failure_under_the_threshold_retries_a_fresh_window(tmp_path: Path) -> None:
+    policy = CanaryPolicy(failure_threshold=2)
+    result, _, _ = _run([slow_canary(), good_canary()], tmp_path, policy)
+    assert result.passed
+    assert [s.action for s in result.steps][:2] == ["retry", "advance"]
+
+
+def test_hard_failure_rolls_back_without_analysis(tmp_path: Path) -> None:
+    result, _, load = _run(crashing_canary(), tmp_path)
+    assert not result.passed
+    assert result.steps[0].outcome == "hard_failure"
+    assert result.steps[0].table == []
+    assert "unhealthy" in result.reasons[0]
+    assert len(load.calls) == 1

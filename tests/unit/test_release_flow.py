@@ -1,0 +1,157 @@
+"""The Prefect release flow end to end with fake ports, under prefect_test_harness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.artifacts import Artifact
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.release import release
+from infra.controller.decide import deploy_first, variant_for
+from infra.controller.fake import (
+    FakeCheck,
+    FakeClock,
+    FakeImages,
+    FakeStepLoad,
+    Profile,
+    good_canary,
+    slow_canary,
+)
+from infra.controller.ports import ReleasePorts
+from infra.controller.record import ReleaseOutcome, StepRecord
+from infra.registry import CHALLENGER, CHAMPION, FakeRegistry
+from infra.spec import ReleaseSpec
+from infra.targets.base import Variant
+from infra.targets.fake import FakeTarget
+from tasks.report import log_release_run
+
+NAME = "tiny-chat"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        # The temporary server's telemetry write races its own startup on sqlite ("locked").
+        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness(server_startup_timeout=60):
+            yield
+
+
+def model_dir(root: Path, tag: str) -> Path:
+    d = root / f"model-{tag}"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(f'{{"tag": "{tag}"}}')
+    return d
+
+
+def make_ports(
+    tmp: Path, profile: Profile | None = None, reasons: tuple[str, ...] = ()
+) -> ReleasePorts:
+    clock = FakeClock()
+    load = FakeStepLoad(profile or good_canary(), clock=clock)
+    return ReleasePorts(target=FakeTarget(), registry=FakeRegistry(), load=lambda _d: load,
+                        check=FakeCheck(reasons), images=FakeImages(), work_dir=tmp / "work",
+                        clock=clock, sleep=clock.advance)  # fmt: skip
+
+
+def serve_v1(ports: ReleasePorts, tmp: Path) -> str:
+    """v1 serves as stable + champion; v2 is registered as challenger; returns v2's version."""
+    v1 = ports.registry.register(NAME, model_dir(tmp, "v1"), alias=CHAMPION)
+    deploy_first(ports.target, ports.registry, variant_for(NAME, v1.version, "img:1", "r1", NAME))
+    return ports.registry.register(NAME, model_dir(tmp, "v2"), alias=CHALLENGER).version
+
+
+def effects(target: FakeTarget) -> list[object]:
+    return [a if n == "set_weights" else n for n, a in target.calls if n != "status"]
+
+
+def test_good_canary_is_promoted_with_a_markdown_record(tmp_path: Path) -> None:
+    ports = make_ports(tmp_path)
+    v2 = serve_v1(ports, tmp_path)
+    assert isinstance(ports.target, FakeTarget)
+    ports.target.calls.clear()
+    outcome = release(ReleaseSpec(model=f"models:/{NAME}@challenger"), ports)
+    assert outcome.verdict == "promoted"
+    assert outcome.version == v2
+    assert effects(ports.target) == ["deploy", 10, 25, 50, "promote"]
+    assert ports.registry.get_by_alias(NAME, CHAMPION).version == v2
+    markdown = getattr(Artifact.get("release-tiny-chat"), "data", None)
+    assert isinstance(markdown, str)
+    assert markdown.startswith("# Verdict: promoted")
+    assert "| 10% | 1 | advance | latency | pass |" in markdown
+    assert Artifact.get("canary-step-10-run-1") is not None
+
+
+def test_slow_canary_is_rolled_back(tmp_path: Path) -> None:
+    ports = make_ports(tmp_path, slow_canary())
+    v2 = serve_v1(ports, tmp_path)
+    outcome = release(ReleaseSpec(model=f"models:/{NAME}/{v2}"), ports)
+    assert outcome.verdict == "rolled_back"
+    assert "latency" in outcome.reasons[0]
+    assert ports.registry.get(NAME, v2).rejected
+    state = ports.target.status()
+    assert state.stable is not None
+    assert state.stable.model_version == "1"
+    assert state.settled
+
+
+def test_a_candidate_failing_validation_is_rejected_before_deploy(tmp_path: Path) -> None:
+    ports = make_ports(tmp_path, reasons=("accuracy 0.500 is below the threshold 0.800",))
+    v2 = serve_v1(ports, tmp_path)
+    assert isinstance(ports.target, FakeTarget)
+    assert isinstance(ports.images, FakeImages)
+    ports.target.calls.clear()
+    outcome = release(ReleaseSpec(model=f"models:/{NAME}@challenger"), ports)
+    assert outcome.verdict == "rejected"
+    assert "accuracy" in outcome.reasons[0]
+    assert effects(ports.target) == []
+    assert ports.images.built == []
+    assert ports.registry.get(NAME, v2).rejected
+
+
+def test_first_release_of_a_directory_deploys_stable_and_champion(tmp_path: Path) -> None:
+    ports = make_ports(tmp_path)
+    outcome = release(ReleaseSpec(model=str(model_dir(tmp_path, "v1"))), ports)
+    assert outcome.verdict == "promoted"
+    assert outcome.version == "1"
+    assert not outcome.steps
+    assert ports.registry.get_by_alias(NAME, CHAMPION).version == "1"
+    state = ports.target.status()
+    assert state.stable is not None
+    assert state.canary is None
+
+
+def test_a_half_done_release_is_rolled_back_before_the_next_starts(tmp_path: Path) -> None:
+    ports = make_ports(tmp_path)
+    v2 = serve_v1(ports, tmp_path)
+    stale = Variant(role="canary", image="img:x", model_name=NAME, model_version=v2,
+                    release_id="crashed")  # fmt: skip
+    ports.target.deploy(stale)
+    ports.target.set_weights(25)
+    outcome = release(ReleaseSpec(model=f"models:/{NAME}/{v2}"), ports)
+    assert isinstance(ports.target, FakeTarget)
+    assert effects(ports.target)[3:6] == ["rollback", "deploy", 10]
+    assert outcome.verdict == "promoted"
+
+
+def test_the_release_is_logged_as_an_mlflow_run(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    html = tmp_path / "locust.html"
+    html.write_text("<html>report</html>")
+    step = StepRecord(weight=10, attempt=1, requests=100, outcome="pass", action="advance",
+                      reason="all checks passed", elapsed_s=1.0, reports={"locust": html},
+                      table=[{"check": "latency", "outcome": "pass", "effect": 1.02}])  # fmt: skip
+    outcome = ReleaseOutcome(release_id="r-1", model_name=NAME, version="2",
+                             verdict="promoted", steps=(step,))  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = log_release_run(uri, outcome)
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.tags["canaryflow.verdict"] == "promoted"
+    assert run.data.tags["canaryflow.model_version"] == "2"
+    assert run.data.metrics["step10.run1.latency.effect"] == pytest.approx(1.02)
+    names = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "reports/locust-step-10-1")}
+    assert names == {"reports/locust-step-10-1/locust.html"}

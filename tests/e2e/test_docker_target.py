@@ -40,15 +40,13 @@ from infra.targets.docker_errors import ContainerStartError, TargetBusyError
 from infra.targets.reconcile import reconcile
 from tests.fixtures.docker_target import (
     ReleaseLog,
-    Stream,
     docker_client,
     make_config,
-    router_overhead,
     running_target,
-    share_within,
     standin_image,
     variant,
 )
+from tests.fixtures.request_stream import Stream, router_overhead, share_within
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,6 +30,18 @@ class FakeTarget:
 
     def deploy(self, variant: Variant) -> Endpoint:
         self._call("deploy", variant)
+        for running in (self.stable, self.canary):
+            if (
+                running is not None
+                and running.model_version == variant.model_version
+                and running.release_id == variant.release_id
+            ):
+                return Endpoint(running.role, f"fake://{running.role}", running.model_version)
+        if self.canary is not None:
+            raise DeployError(
+                f"a canary (v{self.canary.model_version}, release {self.canary.release_id}) "
+                "is already deployed: promote or roll it back first (reconcile)"
+            )
         role: Role = "stable" if self.stable is None else "canary"
         deployed = DeployedVariant(
             role=role,
@@ -60,6 +72,8 @@ class FakeTarget:
 
     def rollback(self) -> None:
         self._call("rollback")
+        if self.canary is not None and self.stable is None:
+            raise DeployError("rollback would leave no server: the canary is the only variant")
         self.canary, self.canary_percent = None, 0
 
     def status(self) -> TargetState:

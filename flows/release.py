@@ -47,7 +47,7 @@ def run_release(spec: ReleaseSpec, ports: ReleasePorts) -> ReleaseOutcome:
         return record.finish(candidate, "rejected", checked.reasons)
     candidate = steps.package_candidate(candidate, ports, record.release_id)
     built = steps.build_and_smoke(candidate, ports)
-    record.watch.lap("package+build")
+    record.watch.lap("package_build")
     record.image = built.image
     if built.image is None:
         steps.reject_candidate(candidate, ports, built.reasons)

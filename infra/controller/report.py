@@ -61,8 +61,20 @@ def step_rows(step: StepRecord) -> list[dict[str, Any]]:
             for row in rows]  # fmt: skip
 
 
+_MLFLOW_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ :]")
+
+
+def metric_name(name: str) -> str:
+    """`name` with every character MLflow refuses in a metric key replaced by `_`."""
+    return _MLFLOW_UNSAFE.sub("_", name)
+
+
 def metrics(outcome: ReleaseOutcome) -> dict[str, float]:
     """Flat numeric metrics for an MLflow run: offline metrics and each check's numbers."""
+    return {metric_name(k): v for k, v in _raw_metrics(outcome).items()}
+
+
+def _raw_metrics(outcome: ReleaseOutcome) -> dict[str, float]:
     out = {f"offline.{k}": v for k, v in outcome.metrics.items()}
     out.update({f"time.{k}": v for k, v in outcome.timings.items()})
     for step in outcome.steps:

@@ -134,3 +134,14 @@ def test_champion_dir_is_none_without_a_champion_or_for_itself(tmp_path: Path) -
     assert (
         champion_dir(registry, other, tmp_path / "w") == tmp_path / "w" / "models" / "tiny-chat-v1"
     )
+
+
+def test_mlflow_metric_names_are_sanitised() -> None:
+    """A real release failed to log `time.package+build`: MLflow refuses '+' in keys."""
+    import re
+
+    from infra.controller.report import metric_name
+
+    assert metric_name("time.package+build") == "time.package_build"
+    assert metric_name("step10.run1.p95 (ms)") == "step10.run1.p95 _ms_"
+    assert re.fullmatch(r"[A-Za-z0-9_\-./ :]+", metric_name("a+b*c?d"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from tokenizers import Tokenizer
 
 from infra.demo_model import tokenizer as tk
 from infra.errors import TrainingError
-from validation.golden import Example, TaskSpec, exact_match, split, training_stream, write_jsonl
+from validation import quality
+from validation.golden import Example, TaskSpec, split, training_stream, write_jsonl
 
 GOLDEN_FILE = "golden.jsonl"
 TRAINING_INFO_FILE = "canaryflow_training.json"
@@ -122,21 +124,23 @@ def evaluate(model_dir: Path, examples: list[Example], batch_size: int = 256) ->
     """Exact match of greedy answers of the saved model on `examples` (offline, transformers)."""
     from infra.local_generator import TransformersGenerator
 
-    gen = TransformersGenerator(model_dir, batch_size=batch_size)
-    outs = gen.complete([ex.prompt for ex in examples])
-    return sum(exact_match(o, ex.answer) for o, ex in zip(outs, examples, strict=True)) / len(
-        examples
-    )
+    return quality.score(TransformersGenerator(model_dir, batch_size=batch_size), examples).accuracy
 
 
-def save_untrained(config: TrainConfig, out_dir: Path) -> Path:
-    """Save a randomly initialised model of `config`'s shape in seconds (tests, bad canaries)."""
-    torch.manual_seed(config.seed)
+def _data(config: TrainConfig) -> tuple[list[Example], Iterator[Example], Tokenizer]:
+    """Held-out golden set, the training stream, and a tokenizer fitted on its first 2000."""
     heldout_prompts, heldout = split(config.task, config.n_heldout, config.seed)
     stream = training_stream(config.task, heldout_prompts, config.seed + 1)
     tok = tk.build(
         tk.prompt_text(ex.prompt) + ex.answer + tk.END for ex in (next(stream) for _ in range(2000))
     )
+    return heldout, stream, tok
+
+
+def save_untrained(config: TrainConfig, out_dir: Path) -> Path:
+    """Save a randomly initialised model of `config`'s shape in seconds (tests, bad canaries)."""
+    torch.manual_seed(config.seed)
+    heldout, _, tok = _data(config)
     model = _model(config, tok.get_vocab_size(), *_special_ids(tok))
     model.eval()
     _save(model, tok, config, out_dir, heldout)
@@ -149,11 +153,7 @@ def train(config: TrainConfig, out_dir: Path) -> TrainResult:
     start = time.monotonic()
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
-    heldout_prompts, heldout = split(config.task, config.n_heldout, config.seed)
-    stream = training_stream(config.task, heldout_prompts, config.seed + 1)
-    tok = tk.build(
-        tk.prompt_text(ex.prompt) + ex.answer + tk.END for ex in (next(stream) for _ in range(2000))
-    )
+    heldout, stream, tok = _data(config)
     pad_id, eos_id = _special_ids(tok)
     model = _model(config, tok.get_vocab_size(), pad_id, eos_id)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01, betas=(0.9, 0.98))

@@ -1,7 +1,11 @@
 """Settings of the Docker target; the field descriptions are the help text.
 
-    DockerTargetConfig()                                   # the defaults: one machine, loopback
+    DockerTargetConfig()                                   # defaults, overridden by env
     DockerTargetConfig(name="demo", router_port=9780, cpusets=("0", "1"))
+    CANARYFLOW_DOCKER_NAME=e2e CANARYFLOW_DOCKER_ROUTER_PORT=9780 ...   # same, from env
+
+Every field reads CANARYFLOW_DOCKER_<FIELD> when not given (tuples as JSON: '["0","1"]'),
+so a release deployment's worker picks the machine's target settings from its environment.
 
 Ports are all on 127.0.0.1: `router_port` is the single entry point clients use; each slot
 publishes its container on a fixed port (so HAProxy's config never changes, see
@@ -13,7 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.router.haproxy import DEFAULT_BINARY as HAPROXY_BINARY
 from infra.router.haproxy_config import SLOTS, RouterLayout
@@ -24,10 +29,25 @@ from infra.settings import Settings
 DEFAULT_DOCKER_HOST = "unix:///run/canaryflow-docker.sock"
 
 
-class DockerTargetConfig(BaseModel):
+def split_cpus(cpus: set[int] | None = None) -> tuple[str, str] | None:
+    """This process's CPUs in two halves, one per slot; None with fewer than two CPUs.
+
+    Pinning each server to its own half keeps vLLM's spinning OpenMP threads of the stable
+    and the canary off each other's cores, so both are measured under the same conditions.
+    """
+    ordered = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    if len(ordered) < 2:
+        return None
+    half = len(ordered) // 2
+    return ",".join(map(str, ordered[:half])), ",".join(map(str, ordered[half:]))
+
+
+class DockerTargetConfig(BaseSettings):
     """Where and how the Docker target runs stable and canary behind HAProxy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="CANARYFLOW_DOCKER_", env_parse_none_str="null", frozen=True, extra="forbid"
+    )
 
     name: str = Field(
         "default",
@@ -68,9 +88,10 @@ class DockerTargetConfig(BaseModel):
     container_port: int = Field(8000, description="Port the serving image listens on.")
     kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE per container (CPU).")
     cpusets: tuple[str, str] | None = Field(
-        None,
+        default_factory=split_cpus,
         description="CPUs for slot a and b (e.g. ('0', '1')): pins each container (cpuset) and "
-        "binds vLLM's threads there, so two servers don't fight. Unset: vLLM's 'auto'.",
+        "binds vLLM's threads there, so two servers don't fight. Default: this process's CPUs "
+        "split in halves; null: unpinned (vLLM's 'auto').",
     )
     mem_limit: str | None = Field(None, description="Memory limit per container, e.g. '6g'.")
     shm_size: str = Field(

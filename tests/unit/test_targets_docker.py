@@ -23,7 +23,7 @@ from infra.targets.docker import (
     scrape_targets,
     split,
 )
-from infra.targets.docker_config import DockerTargetConfig
+from infra.targets.docker_config import DockerTargetConfig, split_cpus
 from infra.targets.docker_containers import (
     IMAGE_LABEL,
     MODEL_NAME_LABEL,
@@ -190,3 +190,22 @@ def test_factory_knows_docker_once_registered(tmp_path: Path) -> None:
 def test_constructing_a_target_touches_nothing(tmp_path: Path) -> None:
     DockerTarget(DockerTargetConfig(state_dir=tmp_path / "state", docker_host="unix:///nope"))
     assert not (tmp_path / "state").exists()
+
+
+def test_cpus_are_split_in_halves_one_per_slot() -> None:
+    assert split_cpus({0, 1}) == ("0", "1")
+    assert split_cpus({0, 1, 2, 3, 5}) == ("0,1", "2,3,5")
+    assert split_cpus({3}) is None  # one CPU: nothing to split, vLLM's own binding
+
+
+def test_config_reads_the_machine_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARYFLOW_DOCKER_NAME", "fromenv")
+    monkeypatch.setenv("CANARYFLOW_DOCKER_ROUTER_PORT", "9780")
+    monkeypatch.setenv("CANARYFLOW_DOCKER_CPUSETS", '["1", "0"]')
+    config = DockerTargetConfig(router_port=9790)
+    assert (config.name, config.router_port, config.cpusets) == ("fromenv", 9790, ("1", "0"))
+    monkeypatch.setenv("CANARYFLOW_DOCKER_CPUSETS", "null")
+    assert DockerTargetConfig().cpuset("a") is None
+    monkeypatch.setenv("CANARYFLOW_DOCKER_ROUTER_PORT", "eighty")
+    with pytest.raises(ValidationError, match="router_port"):
+        DockerTargetConfig()

@@ -37,7 +37,13 @@ from locust.exception import StopUser
 from infra.load.job import API_KEY_ENV, JOB_ENV, LoadJob
 from infra.load.prompts import Prompt, read_prompts
 from infra.load.records import UNKNOWN_VARIANT, RequestRecord
-from infra.load.wire import chat_body, http_error, parse_completion, parse_stream
+from infra.load.wire import (
+    SYNTHETIC_REQUEST_PREFIX,
+    chat_body,
+    http_error,
+    parse_completion,
+    parse_stream,
+)
 from serving.middleware import MODEL_VERSION_HEADER, REQUEST_ID_HEADER, VARIANT_HEADER
 
 _JOB = LoadJob.model_validate_json(Path(os.environ[JOB_ENV]).read_text(encoding="utf-8"))
@@ -95,7 +101,7 @@ class ChatUser(FastHttpUser):
                 gevent.spawn_later(_QUIT_DELAY_S, self.environment.runner.quit)
 
     def _send(self, prompt: Prompt) -> RequestRecord:
-        request_id = uuid.uuid4().hex
+        request_id = SYNTHETIC_REQUEST_PREFIX + uuid.uuid4().hex
         headers = {"X-Request-ID": request_id, "Accept-Encoding": "identity"}  # raw SSE bytes
         if _API_KEY:
             headers["Authorization"] = f"Bearer {_API_KEY}"

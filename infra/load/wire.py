@@ -10,6 +10,13 @@ import json
 from typing import Any
 
 ERROR_CHARS = 200
+# X-Request-ID prefix of every load-test request: drift checks leave synthetic traffic out.
+SYNTHETIC_REQUEST_PREFIX = "cf-load-"
+
+
+def is_synthetic(request_id: object) -> bool:
+    """True for a request the load generator sent (by its X-Request-ID prefix)."""
+    return isinstance(request_id, str) and request_id.startswith(SYNTHETIC_REQUEST_PREFIX)
 
 
 def chat_body(

@@ -8,6 +8,7 @@ record per captured POST to `<dir>/capture-<variant>-<host>-<pid>.jsonl` (rotate
     status       HTTP status (500 on a crash)   latency_ms   server-side latency
     ttft_ms      first streamed chunk, or null  prompt       last user message (redacted)
     completion   the served text, or null       truncated    a body hit the capture limit
+    request_id   X-Request-ID (load tests: cf-load-...)   model_version  the server's version
 
 Metrics: quality (golden prompts answered exactly right: `validation.golden.exact_match`
 of the completion against the golden answer, over 2xx records whose prompt is golden),
@@ -36,7 +37,8 @@ from validation.metrics.base import (
     unsupported,
 )
 
-FIELDS = ("ts", "variant", "status", "latency_ms", "ttft_ms", "prompt", "completion", "truncated")
+FIELDS = ("ts", "variant", "status", "latency_ms", "ttft_ms", "prompt", "completion", "truncated",
+          "request_id", "model_version")  # fmt: skip
 SUPPORTED = [Metric.QUALITY, Metric.ERRORS, Metric.LATENCY, Metric.TTFT]
 
 

@@ -16,7 +16,8 @@ CanaryflowError
 │   └── QualityGateError             golden-set score under threshold or regressed vs champion
 ├── RegistryError                    the model registry refused or failed
 │   ├── RegistryUnreachableError     tracking URI cannot be reached
-│   └── ModelVersionNotFoundError    no such version / alias
+│   ├── ModelVersionNotFoundError    no such version / alias
+│   └── RejectedVersionError         asked to release a version already tagged rejected
 ├── DeployError                      a deploy target could not do what was asked
 │   ├── EngineUnavailableError       the Docker engine does not answer
 │   ├── ContainerStartError          a variant's container exited or never became healthy
@@ -105,6 +106,10 @@ class ModelVersionNotFoundError(RegistryError):
     """The requested model version or alias does not exist."""
 
 
+class RejectedVersionError(RegistryError):
+    """The requested version was rejected by an earlier release (its tag says why)."""
+
+
 class DeployError(CanaryflowError):
     """A deploy target failed to deploy, re-weight, promote or roll back."""
 
@@ -183,3 +188,37 @@ class CanaryUnhealthyError(DeployError):
 
 class RouterError(DeployError):
     """HAProxy or Prometheus failed; the message names the process, its log and what to do."""
+
+
+# Kubernetes target (infra/targets/kubernetes.py). In the tree above they sit under DeployError:
+#   ClusterUnavailableError, KubernetesForbiddenError, KubernetesNotFoundError,
+#   QuotaExceededError; and under ContainerStartError: ImagePullError, CrashLoopError,
+#   RolloutTimeoutError.
+
+
+class ClusterUnavailableError(DeployError):
+    """The Kubernetes API server cannot be reached or rejects the credentials; nothing changed."""
+
+
+class KubernetesForbiddenError(DeployError):
+    """RBAC forbids a call (403); the message names the verb, resource and the Role to grant."""
+
+
+class KubernetesNotFoundError(DeployError):
+    """A namespace, Secret or CRD (Gateway API, KServe) the target needs is absent (404)."""
+
+
+class QuotaExceededError(DeployError):
+    """A ResourceQuota in the namespace refused the objects or pods; the message quotes it."""
+
+
+class ImagePullError(ContainerStartError):
+    """A pod cannot pull the serving image (ErrImagePull, ImagePullBackOff, bad name)."""
+
+
+class CrashLoopError(ContainerStartError):
+    """The serving container keeps crashing; the message has its last exit state and log."""
+
+
+class RolloutTimeoutError(ContainerStartError):
+    """A Deployment did not become Ready within its progress deadline (e.g. unschedulable)."""

@@ -6,8 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.errors import ModelVersionNotFoundError, SpecError
-from infra.registry.base import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
+from infra.errors import ModelVersionNotFoundError, RejectedVersionError, SpecError
+from infra.registry.base import (
+    CHALLENGER,
+    CHAMPION,
+    REJECTED_REASONS_TAG,
+    ModelRegistry,
+    ModelVersion,
+)
 from infra.spec import ReleaseSpec
 
 
@@ -22,7 +28,10 @@ class Candidate:
 
 
 def resolve(spec: ReleaseSpec, registry: ModelRegistry, work_dir: Path) -> Candidate:
-    """models:/NAME/VERSION or models:/NAME@ALIAS → download; a directory → itself."""
+    """models:/NAME/VERSION or models:/NAME@ALIAS → download; a directory → itself.
+
+    A version an earlier release rejected is refused here, before any side effect.
+    """
     name, version, alias = spec.model_ref()
     if version is None and alias is None:
         model_dir = Path(spec.model).expanduser()
@@ -30,6 +39,12 @@ def resolve(spec: ReleaseSpec, registry: ModelRegistry, work_dir: Path) -> Candi
             raise SpecError(f"model {spec.model!r} is neither models:/… nor a directory")
         return Candidate(name=name, model_dir=model_dir.resolve())
     mv = registry.get(name, version) if version else registry.get_by_alias(name, alias or "")
+    if mv.rejected:
+        why = mv.tags.get(REJECTED_REASONS_TAG, "no reasons recorded")
+        raise RejectedVersionError(
+            f"{name} v{mv.version} was rejected by an earlier release ({why}); release a new "
+            f"version, or delete its tag canaryflow.rejected to retry it deliberately"
+        )
     return Candidate(name=name, model_dir=download(registry, mv, work_dir), version=mv.version)
 
 

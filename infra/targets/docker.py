@@ -262,6 +262,11 @@ class DockerTarget:
         """The file holding the key clients send as `Authorization: Bearer …` (created once)."""
         return api_key(self.config)
 
+    @property
+    def capture_dir(self) -> Path:
+        """Where the servers write their request/response capture JSONL (drift checks)."""
+        return self.config.resolved_capture_dir()
+
     def endpoints(self) -> dict[Role, Endpoint]:
         """Direct (router-bypassing) URLs of the stable and canary."""
         view = self._view()

@@ -122,6 +122,9 @@ class DockerTargetConfig(BaseSettings):
     def resolved_state_dir(self) -> Path:
         return self.state_dir or Settings().state / "targets" / self.name
 
+    def resolved_capture_dir(self) -> Path:
+        return self.capture_dir or self.resolved_state_dir() / "capture"
+
     def resolved_docker_host(self) -> str:
         return self.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 

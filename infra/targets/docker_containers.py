@@ -329,7 +329,7 @@ def _volumes(config: DockerTargetConfig, slot: str, uid: int, gid: int) -> dict[
     with os.fdopen(fd, "w") as f:
         f.write(api_key(config).read_text().strip())
     _give(secret, uid, gid, 0o400)
-    capture = config.capture_dir or config.resolved_state_dir() / "capture"
+    capture = config.resolved_capture_dir()
     capture.mkdir(parents=True, exist_ok=True)
     _give(capture, uid, gid, 0o755)
     return {

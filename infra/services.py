@@ -2,6 +2,8 @@
 
     python -m infra.services start          # Prefect server + process worker + MLflow UI
     python -m infra.services status         # what runs where
+    python -m infra.services deploy         # prefect deploy --all (prefect.yaml); --paused:
+                                            # the crons registered but switched off
     python -m infra.services stop
 
 Each service is a host process started in its own session (it outlives the command), with
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from infra.errors import CanaryflowError
 from infra.settings import Settings
+from infra.targets.docker_config import DEFAULT_DOCKER_HOST
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -93,6 +96,9 @@ def services(settings: Settings) -> list[Service]:
             {
                 **pe,
                 "PYTHONPATH": str(ROOT),
+                "CANARYFLOW_ROOT": str(ROOT),  # prefect.yaml's pull step
+                "CANARYFLOW_STATE": str(settings.state),
+                "DOCKER_HOST": os.environ.get("DOCKER_HOST", DEFAULT_DOCKER_HOST),
                 "MLFLOW_DISABLE_TELEMETRY": "true",
                 "MLFLOW_TRACKING_URI": settings.mlflow_uri(),
             },
@@ -195,6 +201,20 @@ def ensure_work_pool(settings: Settings) -> None:
         )
 
 
+def deploy(settings: Settings, *, schedules_active: bool = True) -> str:
+    """Register every deployment of prefect.yaml (with its triggers) on the server."""
+    env = {**os.environ, **prefect_env(settings), "CANARYFLOW_ROOT": str(ROOT),
+           "CANARYFLOW_SCHEDULES_ACTIVE": str(schedules_active).lower()}  # fmt: skip
+    done = subprocess.run(
+        [str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ServiceError(f"prefect deploy --all failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    names = [ln.split("'")[1] for ln in done.stdout.splitlines() if "Deployment '" in ln]
+    return ", ".join(dict.fromkeys(names)) or "deployed"
+
+
 def stop(settings: Settings, svc: Service) -> str:
     pid = _pid(settings, svc)
     if pid is None:
@@ -213,9 +233,13 @@ def stop(settings: Settings, svc: Service) -> str:
 def main(argv: list[str]) -> int:
     settings = Settings()
     action = argv[0] if argv else "status"
-    if action not in {"start", "stop", "status"}:
-        print("usage: python -m infra.services start|stop|status", file=sys.stderr)
+    if action not in {"start", "stop", "status", "deploy"}:
+        print("usage: python -m infra.services start|stop|status|deploy [--paused]",
+              file=sys.stderr)  # fmt: skip
         return 2
+    if action == "deploy":
+        print(f"deployed: {deploy(settings, schedules_active='--paused' not in argv)}")
+        return 0
     order = services(settings)
     for svc in reversed(order) if action == "stop" else order:
         if action == "start":

@@ -1,7 +1,11 @@
 """The release flow: one candidate toward `champion` through a measured canary (DESIGN §2).
 
     release(ReleaseSpec(model="models:/tiny-chat@challenger"))   # real ports (wiring.py)
+    release(git=GitSource(repo="/srv/git/app.git", sha="1a2b3c4", spec="release.yaml"))
     run_release(spec, ports)                                      # the same, with given ports
+
+The git form is what the `canaryflow.git.push` trigger starts (prefect.yaml): the spec is the
+file at that commit, and the commit is recorded with the verdict.
 
 reconcile → resolve → validate (reject early) → package → build + smoke → first deploy
 (stable + champion, no canary) or deploy canary → canary steps → decide → report.
@@ -16,29 +20,38 @@ from infra.controller.candidate import Candidate
 from infra.controller.ports import ReleasePorts
 from infra.controller.record import ReleaseOutcome, StepRecord, Stopwatch, Verdict, new_release_id
 from infra.controller.wiring import real_ports
-from infra.spec import ReleaseSpec
+from infra.spec import GitSource, ReleaseSpec
 from tasks import release_steps as steps
 from tasks.report import log_release_run_task, publish_report
 
 
 @flow(name="release", log_prints=True)
-def release(spec: ReleaseSpec, ports: object = None) -> ReleaseOutcome:
-    """Release `spec.model`: promoted, rolled_back, rejected (before deploy) or aborted.
+def release(
+    spec: ReleaseSpec | None = None, ports: object = None, git: GitSource | None = None
+) -> ReleaseOutcome:
+    """Release `spec.model` (or the spec pushed to `git`): promoted, rolled_back, rejected
+    (before deploy) or aborted.
 
     `ports` (a ReleasePorts; tests pass fakes) is typed `object` because Prefect builds a
     parameter schema of every argument; None (deployments) means the real ports.
     """
     if ports is not None and not isinstance(ports, ReleasePorts):
         raise TypeError(f"ports must be a ReleasePorts or None, not {type(ports).__name__}")
-    return run_release(spec, ports or real_ports(spec))
+    spec = steps.load_spec(spec, git)
+    source = {} if git is None else {"repo": git.repo, "ref": git.ref, "sha": git.sha}
+    return run_release(spec, ports or real_ports(spec), source)
 
 
-def run_release(spec: ReleaseSpec, ports: ReleasePorts) -> ReleaseOutcome:
+def run_release(
+    spec: ReleaseSpec, ports: ReleasePorts, source: dict[str, str] | None = None
+) -> ReleaseOutcome:
     """The flow's body; every effect goes through a task and `ports`."""
     name = spec.model_ref()[0]
-    record = _Recorder(spec, ports, new_release_id(name))
+    record = _Recorder(spec, ports, new_release_id(name), source or {})
     steps.reconcile_target(ports, name)
     candidate = steps.resolve_candidate(spec, ports)
+    if candidate.version is not None and steps.plan_deploy(candidate, ports) == "serving":
+        return record.finish(candidate, "aborted", (_serving(candidate),))
     checked = steps.validate_candidate(candidate, ports)
     record.watch.lap("validate")
     record.metrics = dict(checked.metrics)
@@ -60,8 +73,7 @@ def _deploy_and_judge(
 ) -> ReleaseOutcome:
     plan = steps.plan_deploy(candidate, ports)
     if plan == "serving":
-        reason = f"v{candidate.version} already serves as the stable; nothing to release"
-        return record.finish(candidate, "aborted", (reason,))
+        return record.finish(candidate, "aborted", (_serving(candidate),))
     if plan == "first":
         steps.deploy_first_release(candidate, image, spec, ports, record.release_id)
         record.watch.lap("deploy")
@@ -78,11 +90,17 @@ def _deploy_and_judge(
     return record.finish(candidate, verdict, result.reasons, result.steps)
 
 
+def _serving(candidate: Candidate) -> str:
+    return f"v{candidate.version} already serves as the stable; nothing to release"
+
+
 class _Recorder:
     """Collects what the outcome reports, then publishes it (artifacts, MLflow run)."""
 
-    def __init__(self, spec: ReleaseSpec, ports: ReleasePorts, release_id: str) -> None:
-        self.spec, self.ports, self.release_id = spec, ports, release_id
+    def __init__(
+        self, spec: ReleaseSpec, ports: ReleasePorts, release_id: str, source: dict[str, str]
+    ) -> None:
+        self.spec, self.ports, self.release_id, self.source = spec, ports, release_id, source
         self.watch = Stopwatch(ports.clock)
         self.metrics: dict[str, float] = {}
         self.image: str | None = None
@@ -97,7 +115,8 @@ class _Recorder:
         outcome = ReleaseOutcome(release_id=self.release_id, model_name=candidate.name,
                                  version=candidate.version, verdict=verdict, reasons=reasons,
                                  steps=step_records, timings=self.watch.laps,
-                                 metrics=self.metrics, image=self.image)  # fmt: skip
+                                 metrics=self.metrics, image=self.image,
+                                 source=self.source)  # fmt: skip
         publish_report(outcome)
         if self.ports.tracking_uri:
             log_release_run_task(self.ports.tracking_uri, outcome)

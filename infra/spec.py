@@ -160,3 +160,14 @@ class ReleaseSpec(_Spec):
         if m is None:
             return self.registered_name, None, None
         return m["name"], m["version"], m["alias"]
+
+
+class GitSource(_Spec):
+    """Where a pushed release spec lives: the `canaryflow.git.push` event's payload."""
+
+    repo: str = Field(min_length=1, description="Repository path or URL the push went to.")
+    ref: str = Field("", description="Pushed ref, e.g. refs/heads/main.")
+    sha: str = Field(pattern=r"^[0-9a-f]{7,64}$", description="Pushed commit.")
+    spec: str = Field(
+        "release.yaml", min_length=1, description="Path of the ReleaseSpec file in the repo."
+    )

@@ -16,8 +16,8 @@ from infra.controller.candidate import Candidate, champion_dir, register, resolv
 from infra.controller.loop import CanaryController
 from infra.controller.ports import CheckReport, ReleasePorts
 from infra.controller.record import CanaryResult, Verdict
-from infra.errors import DeployError, ImageBuildError, RegistryError, SmokeTestError
-from infra.spec import ReleaseSpec
+from infra.errors import DeployError, ImageBuildError, RegistryError, SmokeTestError, SpecError
+from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.reconcile import reconcile
 
@@ -28,6 +28,22 @@ class Built:
 
     image: str | None
     reasons: tuple[str, ...] = ()
+
+
+@task(name="load-spec", cache_policy=NONE)
+def load_spec(spec: ReleaseSpec | None, git: GitSource | None) -> ReleaseSpec:
+    """The given spec, or the spec file at the pushed commit (exactly one of the two)."""
+    if (spec is None) == (git is None):
+        raise SpecError(
+            "give the release either `spec` (a ReleaseSpec) or `git` (repo, sha and spec path "
+            "of a pushed ReleaseSpec file), not " + ("both" if spec else "neither")
+        )
+    if spec is not None:
+        return spec
+    from infra.githook.spec_at import load_spec_at
+
+    assert git is not None
+    return load_spec_at(git.repo, git.sha, git.spec)
 
 
 @task(name="reconcile-target", cache_policy=NONE, retries=2, retry_delay_seconds=5)

@@ -61,6 +61,7 @@ def log_release_run(
         "canaryflow.verdict": outcome.verdict,
         "canaryflow.model_name": outcome.model_name,
         "canaryflow.model_version": outcome.version or "",
+        **{f"canaryflow.git_{k}": v for k, v in outcome.source.items()},
     })  # fmt: skip
     run_id: str = run.info.run_id
     for key, value in report.metrics(outcome).items():

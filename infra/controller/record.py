@@ -53,6 +53,9 @@ class ReleaseOutcome(_Record):
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Offline metrics.")
     image: str | None = None
+    source: dict[str, str] = Field(
+        default_factory=dict, description="What started it: git repo, ref and sha of a push."
+    )
 
     @property
     def reports(self) -> dict[str, Path]:

@@ -23,6 +23,9 @@ def markdown(outcome: ReleaseOutcome) -> str:
              f"**{outcome.model_name} v{outcome.version or '?'}** — release "
              f"`{outcome.release_id}`" + (f", image `{outcome.image}`" if outcome.image else ""),
              "", "## Reasons", ""]  # fmt: skip
+    if outcome.source:
+        pushed = ", ".join(f"{k} `{v}`" for k, v in outcome.source.items())
+        lines[3:3] = ["", f"Started by a git push: {pushed}"]
     lines += [f"- {r}" for r in outcome.reasons] or ["- (none recorded)"]
     if outcome.metrics:
         lines += ["", "## Offline checks", "", "| metric | value |", "|---|---|"]

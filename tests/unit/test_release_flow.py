@@ -22,8 +22,9 @@ from infra.controller.fake import (
 )
 from infra.controller.ports import ReleasePorts
 from infra.controller.record import ReleaseOutcome, StepRecord
+from infra.errors import RejectedVersionError, SpecError
 from infra.registry import CHALLENGER, CHAMPION, FakeRegistry
-from infra.spec import ReleaseSpec
+from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.fake import FakeTarget
 from tasks.report import log_release_run
@@ -110,6 +111,25 @@ def test_a_candidate_failing_validation_is_rejected_before_deploy(tmp_path: Path
     assert effects(ports.target) == []
     assert ports.images.built == []
     assert ports.registry.get(NAME, v2).rejected
+
+
+def test_a_version_rejected_before_is_refused_before_any_effect(tmp_path: Path) -> None:
+    ports = make_ports(tmp_path)
+    v2 = serve_v1(ports, tmp_path)
+    ports.registry.reject(NAME, v2, ["quality: 0.00 vs 0.98"])
+    assert isinstance(ports.target, FakeTarget)
+    ports.target.calls.clear()
+    with pytest.raises(RejectedVersionError, match=r"v2 was rejected .*quality: 0.00 vs 0.98"):
+        release(ReleaseSpec(model=f"models:/{NAME}/{v2}"), ports)
+    assert effects(ports.target) == []
+
+
+@pytest.mark.parametrize("given", ["both", "neither"])
+def test_a_release_needs_exactly_one_of_spec_and_git(tmp_path: Path, given: str) -> None:
+    spec = ReleaseSpec(model=f"models:/{NAME}@challenger") if given == "both" else None
+    git = GitSource(repo=str(tmp_path), sha="abc1234") if given == "both" else None
+    with pytest.raises(SpecError, match=f"either `spec`.*not {given}"):
+        release(spec, make_ports(tmp_path), git=git)
 
 
 def test_first_release_of_a_directory_deploys_stable_and_champion(tmp_path: Path) -> None:

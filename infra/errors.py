@@ -24,7 +24,12 @@ CanaryflowError
 │   ├── TargetBusyError              another release's canary is deployed: reconcile first
 │   ├── NoStableError                a rollback has no stable to send traffic to
 │   ├── CanaryUnhealthyError         refusing to promote a canary that is not healthy
-│   └── RouterError                  HAProxy or Prometheus failed to start, configure or answer
+│   ├── RouterError                  HAProxy or Prometheus failed to start, configure or answer
+│   ├── ClusterUnavailableError      the Kubernetes API cannot be reached or rejects credentials
+│   ├── KubernetesForbiddenError     RBAC forbids a call (names the verb, resource, Role)
+│   ├── KubernetesNotFoundError      a namespace, Secret or CRD the target needs is absent
+│   └── QuotaExceededError           a ResourceQuota refused objects or pods
+│   (under ContainerStartError: ImagePullError, CrashLoopError, RolloutTimeoutError)
 ├── MetricSourceError                a metric source failed (unreachable, bad answer, unsupported)
 │   └── NoDataError                  no data for this metric/variant/window: check inconclusive
 ├── DriftError                       the drift report could not be computed
@@ -39,8 +44,9 @@ CanaryflowError
 ├── SmokeTestError                   the built image does not serve correctly; names the check
 └── TrainingError                    the demo model could not be trained as configured
 
-Inside the serving image, serving/errors.py has its own small tree (ServingError: settings,
-start, warmup) because the image ships serving/ alone.
+The git hook's errors (spec at a commit, install, emit) are in infra/githook/errors.py;
+the spec ones are SpecErrors. Inside the serving image, serving/errors.py has its own small
+tree (ServingError: settings, start, warmup) because the image ships serving/ alone.
 """
 
 from __future__ import annotations
@@ -190,10 +196,7 @@ class RouterError(DeployError):
     """HAProxy or Prometheus failed; the message names the process, its log and what to do."""
 
 
-# Kubernetes target (infra/targets/kubernetes.py). In the tree above they sit under DeployError:
-#   ClusterUnavailableError, KubernetesForbiddenError, KubernetesNotFoundError,
-#   QuotaExceededError; and under ContainerStartError: ImagePullError, CrashLoopError,
-#   RolloutTimeoutError.
+# -- Kubernetes target (infra/targets/kubernetes.py) ----------------------------------------
 
 
 class ClusterUnavailableError(DeployError):

@@ -21,7 +21,17 @@ def _docker(**kwargs: Any) -> DeployTarget:
     return make_docker_target(**kwargs)
 
 
-_FACTORIES: dict[str, Callable[..., DeployTarget]] = {"fake": _fake, "docker": _docker}
+def _kubernetes(**kwargs: Any) -> DeployTarget:
+    from infra.targets.kubernetes import make_kubernetes_target
+
+    return make_kubernetes_target(**kwargs)
+
+
+_FACTORIES: dict[str, Callable[..., DeployTarget]] = {
+    "fake": _fake,
+    "docker": _docker,
+    "kubernetes": _kubernetes,
+}
 
 
 def register_target(name: str, factory: Callable[..., DeployTarget]) -> None:

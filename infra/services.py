@@ -29,6 +29,7 @@ from infra.targets.docker_config import DEFAULT_DOCKER_HOST
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 WORK_POOL = "canaryflow-process"
+LOCAL_DEPLOYMENTS = ("release", "drift-check", "retrain")  # release-k8s needs a cluster
 PREFECT_PORT = int(os.environ.get("CANARYFLOW_PREFECT_PORT", "4200"))
 MLFLOW_PORT = int(os.environ.get("CANARYFLOW_MLFLOW_PORT", "5000"))
 PREFECT_API_URL = f"http://127.0.0.1:{PREFECT_PORT}/api"
@@ -202,15 +203,16 @@ def ensure_work_pool(settings: Settings) -> None:
 
 
 def deploy(settings: Settings, *, schedules_active: bool = True) -> str:
-    """Register every deployment of prefect.yaml (with its triggers) on the server."""
+    """Register the embedded default's deployments of prefect.yaml (with their triggers)."""
     env = {**os.environ, **prefect_env(settings), "CANARYFLOW_ROOT": str(ROOT),
            "CANARYFLOW_SCHEDULES_ACTIVE": str(schedules_active).lower()}  # fmt: skip
     done = subprocess.run(
-        [str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+        [str(VENV_BIN / "prefect"), "--no-prompt", "deploy",
+         *(arg for name in LOCAL_DEPLOYMENTS for arg in ("-n", name))],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     if done.returncode != 0:
-        raise ServiceError(f"prefect deploy --all failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        raise ServiceError(f"prefect deploy failed:\n{(done.stdout + done.stderr)[-3000:]}")
     names = [ln.split("'")[1] for ln in done.stdout.splitlines() if "Deployment '" in ln]
     return ", ".join(dict.fromkeys(names)) or "deployed"
 

@@ -19,10 +19,9 @@ from tasks import retrain as steps
 
 @flow(name="retrain", log_prints=True)
 def retrain(spec: RetrainSpec | None = None, drift: dict[str, Any] | None = None) -> str:
-    """The new version; `drift` is the triggering event's evidence, recorded with it."""
-    spec = spec or RetrainSpec()
-    if drift:
-        print(f"triggered by drift: {drift.get('reason', drift)}")
+    """The new version; `drift` is the triggering event's evidence, recorded with it (its
+    `model` names the model to retrain)."""
+    spec = steps.effective_spec(spec, drift)
     config, why = steps.plan_retrain(spec)
     print(why)
     report = steps.train_candidate(config, spec.model_name)

@@ -24,6 +24,17 @@ from infra.registry.base import CHALLENGER, CHAMPION
 from infra.settings import Settings
 
 
+@task(name="effective-spec", cache_policy=NONE)
+def effective_spec(spec: RetrainSpec | None, drift: dict[str, Any] | None) -> RetrainSpec:
+    """The spec (or defaults) for the model the drift event names, if one triggered this."""
+    spec = spec or RetrainSpec()
+    if drift:
+        print(f"triggered by drift: {drift.get('reason', drift)}")
+        if isinstance(drift.get("model"), str):
+            spec = RetrainSpec.model_validate({**spec.model_dump(), "model_name": drift["model"]})
+    return spec
+
+
 @task(name="plan-retrain", cache_policy=NONE, retries=2, retry_delay_seconds=5)
 def plan_retrain(spec: RetrainSpec) -> tuple[TrainConfig, str]:
     """The new training config (champion's, widened to recent traffic) and why."""

@@ -1,0 +1,134 @@
+"""A small client of the Prefect server for the demo and the e2e tests: runs and artifacts.
+
+    api = PrefectApi("http://127.0.0.1:4200/api")
+    run_id = api.run_deployment("release/release", {"spec": {"model": "models:/tiny-chat/2"}})
+    run = api.wait(run_id, timeout_s=1800)          # the flow run once it is final
+    api.markdown(run_id, "release-tiny-chat")       # its decision record
+    api.wait_for_new_run("retrain/retrain", after=t0)   # a run a trigger created
+
+Runs are created with the `prefect deployment run` CLI — exactly what a person types — and
+read back over the REST API (flow_runs, deployments, artifacts), which keeps this module
+free of Prefect's client settings (they are read once per process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from infra.errors import CanaryflowError
+
+PREFECT = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "prefect"
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+_UUID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
+
+
+class PrefectApiError(CanaryflowError):
+    """The Prefect server refused a request, or a run did not finish in time."""
+
+
+class PrefectApi:
+    """Runs deployments and reads runs and artifacts of one Prefect server."""
+
+    def __init__(self, api_url: str, env: dict[str, str] | None = None) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.env = {**os.environ, **(env or {}), "PREFECT_API_URL": self.api_url}
+
+    def post(self, path: str, body: dict[str, Any], method: str = "POST") -> Any:
+        req = urllib.request.Request(  # noqa: S310 - the configured Prefect API
+            f"{self.api_url}{path}", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}, method=method,
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self.post(path, body, method="PATCH")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.api_url}{path}", timeout=30) as resp:  # noqa: S310
+            return json.load(resp)
+
+    def run_deployment(self, name: str, params: dict[str, Any] | None = None) -> str:
+        """`prefect deployment run NAME --params JSON`; the new flow run's id."""
+        argv = [str(PREFECT), "deployment", "run", name]
+        if params is not None:
+            argv += ["--params", json.dumps(params)]
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+        found = _UUID.search(done.stdout)
+        if done.returncode != 0 or found is None:
+            raise PrefectApiError(f"{' '.join(argv[1:4])} failed: {done.stdout}{done.stderr}")
+        return found[1]
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        run: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
+        return run
+
+    def wait(self, run_id: str, timeout_s: float, poll_s: float = 2.0) -> dict[str, Any]:
+        """The flow run once its state is final; PrefectApiError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = self.flow_run(run_id)
+            if run["state_type"] in FINAL:
+                return run
+            if time.monotonic() > deadline:
+                raise PrefectApiError(
+                    f"flow run {run['name']} ({run_id}) still {run['state_name']} after "
+                    f"{timeout_s:.0f} s; see the worker log and the Prefect UI"
+                )
+            time.sleep(poll_s)
+
+    def runs_of(self, deployment: str, after: float | None = None) -> list[dict[str, Any]]:
+        """Flow runs of `flow/deployment`, oldest first, created after the epoch `after`."""
+        dep = self.get(f"/deployments/name/{deployment}")
+        body: dict[str, Any] = {"flow_runs": {"deployment_id": {"any_": [dep["id"]]}},
+                                "sort": "EXPECTED_START_TIME_ASC", "limit": 200}  # fmt: skip
+        runs: list[dict[str, Any]] = self.post("/flow_runs/filter", body)
+        if after is None:
+            return runs
+        return [r for r in runs if _epoch(r["created"]) > after]
+
+    def wait_for_new_run(
+        self, deployment: str, after: float, timeout_s: float = 120.0
+    ) -> dict[str, Any]:
+        """The first run of `deployment` created after `after` (e.g. by a trigger)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            runs = self.runs_of(deployment, after)
+            if runs:
+                return runs[0]
+            time.sleep(1.0)
+        raise PrefectApiError(f"no run of {deployment} was created within {timeout_s:.0f} s")
+
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
+        found: list[dict[str, Any]] = self.post("/artifacts/filter", body)
+        return found
+
+    def markdown(self, run_id: str, key: str) -> str | None:
+        """The run's markdown artifact called `key` (e.g. release-tiny-chat)."""
+        for art in self.artifacts(run_id):
+            if art["type"] == "markdown" and art.get("key") == key:
+                return str(art["data"])
+        return None
+
+
+def verdict_of(markdown: str | None) -> str | None:
+    """`promoted` from a record starting `# Verdict: promoted` (drift: `# Drift check: …`)."""
+    if not markdown:
+        return None
+    head = markdown.splitlines()[0]
+    return head.split(":", 1)[1].strip() if ":" in head else None
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

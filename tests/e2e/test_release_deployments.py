@@ -1,0 +1,176 @@
+"""Releases through `prefect deployment run`, a git push and the drift → retrain → release
+chain, on the real stack: Prefect server + process worker, MLflow, Docker engine, HAProxy,
+Prometheus, vLLM containers, Locust.
+
+The tests run in file order on one stack and one Docker target:
+1. first release of the trained model: deployed as the stable, no canary (promoted);
+2. an identical model (same weights, another version) through a real canary step at 50%:
+   every check passes → promoted, record in Prefect artifacts and MLflow;
+3. a weak model (700 steps, ~43% exact match) with the offline gate switched off, so only
+   the canary can catch it: the quality check fails → rolled back, version tagged rejected;
+4. a push to a bare repo with the hook installed starts a release run with that sha;
+5. drifted live traffic → drift-check emits the event → retrain runs → it starts a release.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.load.traffic import send_traffic
+from infra.prefect_api import PREFECT, verdict_of
+from tests.fixtures.models import trained
+from tests.fixtures.stack import Stack, running_stack
+from validation import manifest
+from validation.golden import TaskSpec, sample
+
+pytestmark = pytest.mark.e2e
+
+NAME = "tiny-chat"
+RELEASE = "release/release"
+# One canary step at 50% (both variants loaded alike), 100 requests per variant minimum.
+FAST_CANARY: dict[str, Any] = {
+    "canary": {"steps": [50], "policy": {"min_samples": 100}},
+    "load": {"users": 6, "max_tokens": 8, "max_step_s": 240},
+}
+WEAK_STEPS = 700  # ~43% exact match: passes the smoke test (1 of 3 probes), fails quality
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, e2e_labels: dict[str, str], serving_image: object
+) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack"), e2e_labels) as s:
+        yield s
+
+
+def release(stack: Stack, spec: dict[str, Any], timeout_s: float = 900) -> tuple[str, str]:
+    """(state, verdict) of a `prefect deployment run release/release` run."""
+    run_id = stack.api.run_deployment(RELEASE, {"spec": spec})
+    run = stack.api.wait(run_id, timeout_s)
+    record = stack.api.markdown(run_id, "release-tiny-chat")
+    print(f"{RELEASE} {spec['model']}: {run['state_name']}\n{record}")
+    return run["state_type"], verdict_of(record) or ""
+
+
+def mlflow_runs(stack: Stack) -> list[Any]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(stack.mlflow_uri)
+    exp = client.get_experiment_by_name("canaryflow-releases")
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def test_1_first_release_deploys_the_stable(stack: Stack, trained_model: Path) -> None:
+    state, verdict = release(stack, {"model": str(trained_model)})
+    assert (state, verdict) == ("COMPLETED", "promoted")
+    now = stack.target.status()
+    assert now.stable is not None
+    assert now.stable.model_version == "1"
+    assert now.canary is None
+
+
+def test_2_identical_canary_passes_every_check(
+    stack: Stack, trained_model: Path, tmp_path: Path
+) -> None:
+    same = shutil.copytree(trained_model, tmp_path / "same-weights")
+    (same / "NOTICE").write_text("same weights as v1, registered again as v2\n")
+    manifest.write(same)  # new content digest → a new version with v1's weights
+    state, verdict = release(stack, {"model": str(same), **FAST_CANARY})
+    assert (state, verdict) == ("COMPLETED", "promoted")
+    assert stack.target.status().stable.model_version == "2"  # type: ignore[union-attr]
+    listed = subprocess.run([str(PREFECT), "artifact", "ls"],
+                            env=stack.env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert "release-tiny-chat" in listed.stdout
+    runs = {r.data.tags["canaryflow.model_version"]: r for r in mlflow_runs(stack)}
+    assert runs["2"].data.tags["canaryflow.verdict"] == "promoted"
+    assert any(k.startswith("step50.run1.quality") for k in runs["2"].data.metrics)
+
+
+def test_3_weak_canary_is_rolled_back_on_quality(stack: Stack, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    weak = shutil.copytree(trained_config_model(WEAK_STEPS), tmp_path / "weak")
+    gate_off = {"quality_threshold": 0.0, "max_regression": 1.0}
+    state, verdict = release(stack, {"model": str(weak), **FAST_CANARY, **gate_off})
+    assert (state, verdict) == ("COMPLETED", "rolled_back")
+    now = stack.target.status()
+    assert now.stable is not None
+    assert now.stable.model_version == "2"
+    assert now.canary is None
+    assert now.canary_percent == 0
+    tags = MlflowClient(stack.mlflow_uri).get_model_version(NAME, "3").tags
+    assert tags["canaryflow.rejected"] == "true"
+    assert "quality" in tags["canaryflow.rejected_reasons"]
+
+
+def trained_config_model(steps: int) -> Path:
+    from infra.demo_model.train import TrainConfig
+
+    return trained(TrainConfig(steps=steps))
+
+
+def test_4_git_push_starts_a_release_of_the_pushed_spec(
+    stack: Stack, tmp_path: Path, trained_model: Path
+) -> None:
+    bare, work = tmp_path / "app.git", tmp_path / "app"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    subprocess.run([".venv/bin/python", "-m", "infra.githook", "install", "--repo", str(bare),
+                    "--api-url", stack.api.api_url], check=True, env=stack.env)  # fmt: skip
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
+    # v1's content again: already registered and serving before → fast, no canary needed.
+    (work / "release.yaml").write_text(f"model: models:/{NAME}/2\n")
+    subprocess.run([*git, "-C", str(work), "add", "release.yaml"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "release v2"], check=True)
+    sha = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
+                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    pushed_at = time.time()
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True,
+                   env={**os.environ, **stack.env})  # fmt: skip
+    run = stack.api.wait_for_new_run(RELEASE, after=pushed_at, timeout_s=120)
+    assert run["parameters"]["git"]["sha"] == sha
+    assert run["parameters"]["git"]["ref"] == "refs/heads/main"
+    final = stack.api.wait(run["id"], 600)
+    record = stack.api.markdown(run["id"], "release-tiny-chat") or ""
+    print(record)
+    assert final["state_type"] == "COMPLETED"
+    assert verdict_of(record) == "aborted"  # v2 already serves: nothing to release
+    assert sha in record
+
+
+def test_5_drift_check_retrain_and_release_chain(stack: Stack) -> None:
+    router = stack.target.status().router_url
+    assert router is not None
+    key = stack.target.api_key_file.read_text().strip()
+    drifted = sample(TaskSpec(min_operand=100, max_operand=199), 150, seed=7)
+    started = time.time()
+    sent = send_traffic(router, key, NAME, drifted)
+    assert sent.ok == 150
+    # A fast retrain: few steps (quality well under the gate, so its release is rejected
+    # offline in seconds) — the chain, not the model, is under test here.
+    dep = stack.api.get("/deployments/name/retrain/retrain")
+    stack.api.patch(f"/deployments/{dep['id']}", {"parameters": {"spec": {
+        "model_name": NAME, "steps": 20, "window_s": 600}}})  # fmt: skip
+    window = time.time() - started + 30
+    check = stack.api.run_deployment("drift-check/drift-check", {"spec": {
+        "model_name": NAME, "window_s": window, "min_rows": 100}})  # fmt: skip
+    stack.api.wait(check, 300)
+    record = stack.api.markdown(check, "drift-tiny-chat") or ""
+    print(record)
+    assert verdict_of(record) == "drift"
+    retrain = stack.api.wait_for_new_run("retrain/retrain", after=started, timeout_s=120)
+    assert retrain["parameters"]["drift"]["model"] == NAME
+    assert retrain["parameters"]["drift"]["drift_share"] >= 0.5
+    assert stack.api.wait(retrain["id"], 600)["state_type"] == "COMPLETED"
+    follow = stack.api.wait_for_new_run(RELEASE, after=started, timeout_s=60)
+    assert follow["parameters"]["spec"]["model"] == f"models:/{NAME}/4"
+    assert stack.api.wait(follow["id"], 600)["state_type"] == "COMPLETED"
+    assert verdict_of(stack.api.markdown(follow["id"], "release-tiny-chat")) == "rejected"

@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export CANARYFLOW_SERVING_PYTHON ?= $(CURDIR)/.venv-serving/bin/python
 PY := $(CURDIR)/.venv/bin/python
 
-.PHONY: help setup check test test-unit demo bench clean image services services-stop status
+.PHONY: help setup check test test-unit demo deploy bench clean image services services-stop status
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,16 +26,20 @@ test: setup  ## lint, types, then every test tier (unit, integration, e2e)
 test-unit: setup  ## the fast tier only
 	$(PY) -m pytest tests/unit -q
 
-demo: setup  ## the demo release, end to end
-	@echo "make demo: the end-to-end release demo arrives with the flows issue (#6)."
-	@echo "Today it trains and registers the demo model:"
-	$(PY) -m infra.cli train-demo --register
+demo: setup  ## the demo, end to end: v1 → v2 promote → bad v3 rollback → drift → retrain → release
+	CANARYFLOW_DEMO_RESET=$(RESET) $(PY) -m infra.demo
+
+bench: setup  ## benchmarks side by side (bench/RESULTS.md); ONLY=name,name QUICK=1
+	$(PY) -m bench $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)
 
 image: setup  ## build + smoke-test the serving image: make image MODEL=dir
 	$(PY) -m infra.image $(MODEL) --smoke
 
 services: setup  ## start Prefect server + process worker + MLflow UI (idempotent)
 	$(PY) -m infra.services start
+
+deploy: services  ## register prefect.yaml's deployments (release, drift-check, retrain) + triggers
+	$(PY) -m infra.services deploy
 
 services-stop:  ## stop the services
 	$(PY) -m infra.services stop

@@ -21,8 +21,10 @@ mkdir -p "$STATE/docker" "$STATE/docker-exec" "$STATE/log"
 if [ -f "$STATE/dockerd.pid" ] && ! kill -0 "$(cat "$STATE/dockerd.pid")" 2>/dev/null; then
   rm -f "$STATE/dockerd.pid" "$SOCK"
 fi
+# 9>&-: setup.sh holds its lock on fd 9; a daemon that inherited it would hold the lock for
+# as long as it runs, and every later `make setup` would wait on it forever.
 setsid dockerd --host "$DOCKER_HOST" --data-root "$STATE/docker" --exec-root "$STATE/docker-exec" \
-  --pidfile "$STATE/dockerd.pid" >>"$STATE/log/dockerd.log" 2>&1 < /dev/null &
+  --pidfile "$STATE/dockerd.pid" >>"$STATE/log/dockerd.log" 2>&1 < /dev/null 9>&- &
 
 for _ in $(seq 1 120); do
   if answers; then echo "$DOCKER_HOST"; exit 0; fi

@@ -64,7 +64,8 @@ def read_window(spec: DriftCheckSpec) -> CaptureWindow:
     capture_dir = getattr(target, "capture_dir", None)
     if not isinstance(capture_dir, Path):
         raise SpecError(f"target {spec.target!r} keeps no capture files on this machine")
-    return capture_window(capture_dir, spec.window_s, include_load_tests=spec.include_load_tests)
+    return capture_window(capture_dir, spec.window_s, since=spec.since,
+                          include_load_tests=spec.include_load_tests)  # fmt: skip
 
 
 @task(name="judge-drift", cache_policy=NONE)

@@ -14,6 +14,7 @@ anything the demo did not create is left alone and the demo refuses to start ove
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -27,9 +28,8 @@ DRIFTED = TaskSpec(min_operand=100, max_operand=199)
 
 
 def drift_check(ctx: DemoContext, label: str, since: float) -> tuple[Result, float]:
-    params = {"spec": {"model_name": NAME, "window_s": round(time.time() - since + 5),
-                       "min_rows": 100}}  # fmt: skip
-    say(f"  $ prefect deployment run drift-check/drift-check --params '{params}'")
+    params = {"spec": {"model_name": NAME, "since": round(since, 3), "min_rows": 100}}
+    say(f"  $ prefect deployment run drift-check/drift-check --params '{json.dumps(params)}'")
     asked = time.time()
     run_id = ctx.api.run_deployment("drift-check/drift-check", params)
     return ctx.follow(label, run_id, f"drift-{NAME}", time.monotonic()), asked

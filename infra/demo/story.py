@@ -50,10 +50,14 @@ class Result:
     def reasons(self) -> list[str]:
         """The record's `## Reasons` bullet list (or its first lines)."""
         lines = self.record.splitlines()
-        if "## Reasons" in lines:
-            start = lines.index("## Reasons") + 2
-            return [ln[2:] for ln in lines[start:] if ln.startswith("- ")][:3]
-        return [ln for ln in lines[2:5] if ln.strip()]
+        if "## Reasons" not in lines:
+            return [ln for ln in lines[2:5] if ln.strip()]
+        found = []
+        for line in lines[lines.index("## Reasons") + 2 :]:
+            if not line.startswith("- "):
+                break
+            found.append(line[2:])
+        return found[:3]
 
     @property
     def release_id(self) -> str | None:

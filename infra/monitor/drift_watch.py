@@ -42,6 +42,10 @@ class DriftCheckSpec(BaseModel):
         "docker", description="Deploy target whose servers' capture is read."
     )
     window_s: float = Field(3600.0, gt=0, description="Look-back window of live traffic (s).")
+    since: float | None = Field(
+        None, ge=0, description="Window start (epoch seconds); overrides window_s, so a "
+        "window asked for now means the same traffic however long the run waits to start.",
+    )  # fmt: skip
     min_rows: int = Field(
         100, ge=10, description="Captured requests needed in the window for a verdict."
     )
@@ -70,11 +74,12 @@ def capture_window(
     window_s: float,
     *,
     now: float | None = None,
+    since: float | None = None,
     include_load_tests: bool = False,
 ) -> CaptureWindow:
-    """Captured 2xx chat records of the last `window_s` seconds (of every variant)."""
+    """Captured 2xx chat records of the last `window_s` seconds, or from `since` on."""
     until = time.time() if now is None else now
-    since = until - window_s
+    since = until - window_s if since is None else since
     files = capture_files(capture_dir) if capture_dir.is_dir() else []
     rows = read_capture(files)
     rows = rows[(rows["ts"] >= since) & (rows["ts"] <= until)]

@@ -159,9 +159,8 @@ def test_5_drift_check_retrain_and_release_chain(stack: Stack) -> None:
     dep = stack.api.get("/deployments/name/retrain/retrain")
     stack.api.patch(f"/deployments/{dep['id']}", {"parameters": {"spec": {
         "model_name": NAME, "steps": 20, "window_s": 600}}})  # fmt: skip
-    window = time.time() - started + 30
     check = stack.api.run_deployment("drift-check/drift-check", {"spec": {
-        "model_name": NAME, "window_s": window, "min_rows": 100}})  # fmt: skip
+        "model_name": NAME, "since": started, "min_rows": 100}})  # fmt: skip
     stack.api.wait(check, 300)
     record = stack.api.markdown(check, "drift-tiny-chat") or ""
     print(record)

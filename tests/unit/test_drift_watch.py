@@ -43,6 +43,7 @@ def test_the_window_keeps_live_successful_requests_only(tmp_path: Path) -> None:
     assert len(window.frame) == 1
     assert (window.n_seen, window.n_load_tests, window.n_failed) == (3, 1, 1)
     assert len(capture_window(capture, 3600, now=NOW, include_load_tests=True).frame) == 2
+    assert len(capture_window(capture, 1, now=NOW, since=NOW - 7300).frame) == 2  # since wins
 
 
 def test_no_capture_directory_is_an_empty_window(tmp_path: Path) -> None:

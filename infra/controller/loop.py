@@ -4,7 +4,9 @@
     result = controller.run(steps=[10, 25, 50], policy=policy, out_dir=Path("runs/r1"))
     result.passed, result.reasons, result.steps   # each step's verdict table and action
 
-Per weight: set_weights → size the load (samples_needed; doubled after each extend, so an
+Per weight: set_weights → a probe (policy.early: a load sized for tens of samples, judged
+with a share of alpha; it can only roll back, so a broken canary stops within a minute) →
+size the load (samples_needed; doubled after each extend, so an
 inconclusive step gets more samples, not the same number again) → run it → a hard failure
 (unhealthy, crash loop, 5xx burst) ends the loop at once → analyze_step → next_action:
 advance, extend (same weight, more load), retry (failed under failure_threshold: a fresh
@@ -83,13 +85,18 @@ class CanaryController:
         """Load and analyse `weight` until advance (True) or rollback (False); appends records."""
         self.target.set_weights(weight)
         started = self.clock()
-        base = samples_needed(policy, weight)
+        if policy.early.enabled:
+            stop, failures = self._probe(weight, policy, out_dir, failures, records, started)
+            if stop:
+                return False, failures
+        main = policy.main()
+        base = samples_needed(main, weight)
         extends = 0
         for attempt in range(1, self.max_runs_per_step + 1):
             requests = base * 2**extends
             evidence = self.load.run(weight, requests, out_dir / f"step-{weight}-{attempt}")
             record, kind, failures = self._judge(
-                weight, attempt, requests, evidence, policy, failures, started
+                weight, attempt, requests, evidence, main, failures, started
             )
             records.append(record)
             if kind == ActionKind.ADVANCE:
@@ -98,6 +105,28 @@ class CanaryController:
                 return False, failures
             extends += kind == ActionKind.EXTEND
         records.append(_gave_up(records[-1], self.max_runs_per_step))
+        return False, failures
+
+    def _probe(
+        self,
+        weight: int,
+        policy: CanaryPolicy,
+        out_dir: Path,
+        failures: int,
+        records: list[StepRecord],
+        started: float,
+    ) -> tuple[bool, int]:
+        """The fail-only first look (attempt 0): (roll back now?, failures so far)."""
+        probe = policy.probe()
+        requests = samples_needed(probe, weight)
+        evidence = self.load.run(weight, requests, out_dir / f"step-{weight}-0")
+        record, kind, failures = self._judge(weight, 0, requests, evidence, probe, failures,
+                                             started)  # fmt: skip
+        if kind in (ActionKind.ROLLBACK, ActionKind.RETRY):
+            records.append(record)  # a failure counts, under the threshold as a retry
+            return kind == ActionKind.ROLLBACK, failures
+        reason = f"probe: no blatant regression ({record.outcome}); full analysis next"
+        records.append(record.model_copy(update={"action": "continue", "reason": reason}))
         return False, failures
 
     def _judge(

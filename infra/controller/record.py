@@ -22,10 +22,12 @@ class StepRecord(_Record):
     """One load run + analysis of a canary step (a step may take several: extend/retry)."""
 
     weight: int = Field(description="Canary share of traffic (%).")
-    attempt: int = Field(description="1 for the first run at this weight, 2 after an extend…")
+    attempt: int = Field(
+        description="0 for the step's fail-only probe, 1 for the first full run, 2 after an extend…"
+    )
     requests: int = Field(description="Requests the load was sized to.")
     outcome: str = Field(description="pass | fail | inconclusive | hard_failure")
-    action: str = Field(description="advance | extend | retry | rollback")
+    action: str = Field(description="continue (probe) | advance | extend | retry | rollback")
     reason: str
     table: list[dict[str, Any]] = Field(description="StepVerdict.table(): one row per check.")
     elapsed_s: float = Field(description="Seconds since the step's weight was set.")

@@ -20,6 +20,8 @@ from validation.analysis import CanaryPolicy, Outcome, analyze_step
 from validation.metrics.fake import FakeSource
 
 DEFAULT = CanaryPolicy(drift={"enabled": False})
+MAIN = DEFAULT.main()  # what a step's full analysis runs at (the probe spent the rest of alpha)
+PROBE = DEFAULT.probe()
 N = DEFAULT.min_samples
 STRICT = CanaryPolicy(  # every tolerance at zero: only significance decides
     drift={"enabled": False},
@@ -55,10 +57,10 @@ def simulated_step(
     return src
 
 
-def fail_rate(policy: CanaryPolicy, runs: int, seed: int, **scenario: float) -> float:
+def fail_rate(policy: CanaryPolicy, runs: int, seed: int, n: int = N, **scenario: float) -> float:
     rng = np.random.default_rng(seed)
     fails = sum(
-        analyze_step(simulated_step(rng, **scenario), policy, 60).outcome == Outcome.FAIL  # type: ignore[arg-type]
+        analyze_step(simulated_step(rng, n, n, **scenario), policy, 60).outcome == Outcome.FAIL  # type: ignore[arg-type]
         for _ in range(runs)
     )
     return fails / runs
@@ -74,15 +76,25 @@ def test_false_alarm_rate_is_at_most_alpha_even_without_tolerances() -> None:
 
 
 def test_power_two_times_slower() -> None:
-    assert fail_rate(DEFAULT, 150, seed=3, slower=2.0) >= 0.95
+    assert fail_rate(MAIN, 150, seed=3, slower=2.0) >= 0.95
 
 
 def test_power_five_percent_errors() -> None:
-    assert fail_rate(DEFAULT, 200, seed=4, error_rate=0.05) >= 0.95
+    assert fail_rate(MAIN, 200, seed=4, error_rate=0.05) >= 0.95
 
 
 def test_power_twenty_points_lower_quality() -> None:
-    assert fail_rate(DEFAULT, 150, seed=5, accuracy=0.7) >= 0.95
+    assert fail_rate(MAIN, 150, seed=5, accuracy=0.7) >= 0.95
+
+
+def test_the_probe_rarely_fails_identical_variants_even_without_tolerances() -> None:
+    assert fail_rate(STRICT.probe(), 400, seed=6, n=PROBE.min_samples) <= PROBE.alpha + 0.02
+
+
+def test_the_probe_catches_a_broken_model_and_a_5x_slowdown() -> None:
+    n = PROBE.min_samples
+    assert fail_rate(PROBE, 100, seed=7, n=n, accuracy=0.1) >= 0.95
+    assert fail_rate(PROBE, 100, seed=8, n=n, slower=5.0) >= 0.95
 
 
 @settings(max_examples=40, deadline=None)

@@ -11,6 +11,7 @@ from infra.controller.fake import (
     FakeClock,
     FakeStepLoad,
     Profile,
+    canary_profile,
     crashing_canary,
     erroring_canary,
     good_canary,
@@ -21,6 +22,7 @@ from infra.controller.fake import (
 from infra.targets.base import Variant
 from infra.targets.fake import FakeTarget
 from validation.analysis import CanaryPolicy, samples_needed
+from validation.analysis.policy import EarlyLook
 
 STEPS = [10, 25, 50]
 
@@ -50,9 +52,12 @@ def test_good_canary_passes_every_step_with_sized_load(tmp_path: Path) -> None:
     assert result.passed
     assert [c for c in target.calls if c[0] == "set_weights"] == [("set_weights", w) for w in STEPS]
     policy = CanaryPolicy()
-    assert load.calls == [(w, samples_needed(policy, w)) for w in STEPS]
-    assert [s.action for s in result.steps] == ["advance"] * 3
-    assert {row["check"] for row in result.steps[0].table} >= {"latency", "error_rate", "quality"}
+    sized = [[(w, samples_needed(policy.probe(), w)), (w, samples_needed(policy.main(), w))]
+             for w in STEPS]  # fmt: skip
+    assert load.calls == [call for pair in sized for call in pair]
+    assert [s.action for s in result.steps] == ["continue", "advance"] * 3
+    assert [s.attempt for s in result.steps] == [0, 1] * 3
+    assert {row["check"] for row in result.steps[1].table} >= {"latency", "error_rate", "quality"}
 
 
 @pytest.mark.parametrize(
@@ -69,18 +74,20 @@ def test_bad_canary_fails_at_first_step_naming_the_check(
     result, target, _ = _run(profile, tmp_path)
     assert not result.passed
     assert not result.aborted
-    assert len(result.steps) == 1
-    assert result.steps[0].weight == 10
-    assert result.steps[0].action == "rollback"
-    failed = [r["check"] for r in result.steps[0].table if r["outcome"] == "fail"]
+    assert {s.weight for s in result.steps} == {10}
+    assert result.steps[-1].action == "rollback"
+    failed = [r["check"] for r in result.steps[-1].table if r["outcome"] == "fail"]
     assert check in failed
     assert check in result.reasons[0]
     assert ("promote", None) not in target.calls
     assert ("rollback", None) not in target.calls
 
 
+NO_PROBE = EarlyLook(enabled=False)
+
+
 def test_too_few_samples_extends_then_rolls_back_at_the_deadline(tmp_path: Path) -> None:
-    policy = CanaryPolicy(progress_deadline_s=300)
+    policy = CanaryPolicy(progress_deadline_s=300, early=NO_PROBE)
     result, _, load = _run(too_few_samples(), tmp_path, policy)
     assert not result.passed
     assert [s.action for s in result.steps] == ["extend"] * 4 + ["rollback"]
@@ -90,7 +97,7 @@ def test_too_few_samples_extends_then_rolls_back_at_the_deadline(tmp_path: Path)
 
 
 def test_a_failure_under_the_threshold_retries_a_fresh_window(tmp_path: Path) -> None:
-    policy = CanaryPolicy(failure_threshold=2)
+    policy = CanaryPolicy(failure_threshold=2, early=NO_PROBE)
     result, _, _ = _run([slow_canary(), good_canary()], tmp_path, policy)
     assert result.passed
     assert [s.action for s in result.steps][:2] == ["retry", "advance"]
@@ -103,3 +110,27 @@ def test_hard_failure_rolls_back_without_analysis(tmp_path: Path) -> None:
     assert result.steps[0].table == []
     assert "unhealthy" in result.reasons[0]
     assert len(load.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [canary_profile(accuracy=0.1), slow_canary(factor=5.0), canary_profile(error_rate=0.3)],
+    ids=["broken-quality", "5x-slower", "30%-errors"],
+)
+def test_the_probe_stops_a_blatant_regression_after_tens_of_requests(
+    profile: Profile, tmp_path: Path
+) -> None:
+    result, _, load = _run(profile, tmp_path)
+    assert not result.passed
+    assert [(s.attempt, s.action) for s in result.steps] == [(0, "rollback")]
+    assert load.calls == [(10, samples_needed(CanaryPolicy().probe(), 10))]
+    assert load.calls[0][1] < samples_needed(CanaryPolicy(), 10) / 4
+
+
+def test_the_probe_and_the_full_analysis_share_alpha() -> None:
+    policy = CanaryPolicy(alpha=0.05)
+    assert policy.probe().alpha + policy.main().alpha == pytest.approx(0.05)
+    assert not policy.probe().drift.enabled
+    assert policy.probe().min_samples == 50
+    off = CanaryPolicy(early=NO_PROBE)
+    assert off.main() == off

@@ -106,6 +106,21 @@ class HardFailurePolicy(_Frozen):
     )
 
 
+class EarlyLook(_Frozen):
+    """A small first look at each step that can only roll back: blatant regressions
+    (a broken model, a 5x slowdown) stop after tens of requests, not after the full step.
+
+    The probe spends `alpha_share` of the step's alpha and the full analysis the rest, on a
+    fresh window, so a step still fails an identical canary with probability <= alpha.
+    """
+
+    enabled: bool = Field(True, description="Run the probe before each step's full load.")
+    min_samples: int = Field(50, ge=10, description="Requests per variant the probe is sized for.")
+    alpha_share: float = Field(
+        0.2, gt=0, lt=1, description="Share of `alpha` the probe spends (fail-only)."
+    )
+
+
 AnyCheck = LatencyCheck | ErrorRateCheck | QualityCheck | DriftCheck
 
 
@@ -145,6 +160,24 @@ class CanaryPolicy(_Frozen):
     hard: HardFailurePolicy = Field(
         default_factory=HardFailurePolicy, description="Immediate rollback triggers."
     )
+    early: EarlyLook = Field(
+        default_factory=EarlyLook, description="Fail-fast probe at the start of each step."
+    )
+
+    def probe(self) -> CanaryPolicy:
+        """The probe's policy: its small sample, its share of alpha, no drift check (a
+        drift verdict on tens of rows is noise)."""
+        return self.model_copy(update={
+            "alpha": self.alpha * self.early.alpha_share,
+            "min_samples": self.early.min_samples,
+            "drift": self.drift.model_copy(update={"enabled": False}),
+        })  # fmt: skip
+
+    def main(self) -> CanaryPolicy:
+        """The full analysis's policy: what is left of alpha after the probe."""
+        if not self.early.enabled:
+            return self
+        return self.model_copy(update={"alpha": self.alpha * (1 - self.early.alpha_share)})
 
     def statistical_checks(self) -> list[str]:
         """Names of the enabled checks that share `alpha`."""

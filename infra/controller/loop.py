@@ -9,15 +9,17 @@ with a share of alpha; it can only roll back, so a broken canary stops within a 
 size the load (samples_needed; doubled after each extend, so an
 inconclusive step gets more samples, not the same number again) → run it → a hard failure
 (unhealthy, crash loop, 5xx burst) ends the loop at once → analyze_step → next_action:
-advance, extend (same weight, more load), retry (failed under failure_threshold: a fresh
-window) or rollback (failures reached the threshold, or still inconclusive past
-progress_deadline_s). The loop never promotes or rolls back itself: decide.py does, so the
-decision is recorded before the target is touched.
+advance, extend (same weight, more load), recheck (latency alone failed: one fresh window
+before it counts), retry (failed under failure_threshold: a fresh window) or rollback
+(failures reached the threshold, or still inconclusive past progress_deadline_s). The loop
+never promotes or rolls back itself: decide.py does, so the decision is recorded before the
+target is touched.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.controller.ports import Clock, Sleep, StepEvidence, StepLoad
@@ -82,65 +84,70 @@ class CanaryController:
         failures: int,
         records: list[StepRecord],
     ) -> tuple[bool, int]:
-        """Load and analyse `weight` until advance (True) or rollback (False); appends records."""
+        """Load and analyse `weight` until advance (True) or rollback (False); appends records.
+
+        Runs are numbered from 0 within the step: the probe (and its recheck), then the full
+        analysis's runs.
+        """
         self.target.set_weights(weight)
-        started = self.clock()
+        step = _Step(weight, out_dir, self.clock(), records)
         if policy.early.enabled:
-            stop, failures = self._probe(weight, policy, out_dir, failures, records, started)
+            stop, failures = self._probe(step, policy, failures)
             if stop:
                 return False, failures
         main = policy.main()
         base = samples_needed(main, weight)
-        extends = 0
-        for attempt in range(1, self.max_runs_per_step + 1):
+        extends, rechecked = 0, False
+        for _ in range(self.max_runs_per_step):
             requests = base * 2**extends
-            evidence = self.load.run(weight, requests, out_dir / f"step-{weight}-{attempt}")
-            record, kind, failures = self._judge(
-                weight, attempt, requests, evidence, main, failures, started
-            )
+            record, kind, failures = self._run(step, requests, main, failures, rechecked)
             records.append(record)
             if kind == ActionKind.ADVANCE:
                 return True, failures
             if kind == ActionKind.ROLLBACK:
                 return False, failures
             extends += kind == ActionKind.EXTEND
+            rechecked = rechecked or kind == ActionKind.RECHECK
         records.append(_gave_up(records[-1], self.max_runs_per_step))
         return False, failures
 
-    def _probe(
-        self,
-        weight: int,
-        policy: CanaryPolicy,
-        out_dir: Path,
-        failures: int,
-        records: list[StepRecord],
-        started: float,
-    ) -> tuple[bool, int]:
-        """The fail-only first look (attempt 0): (roll back now?, failures so far)."""
+    def _probe(self, step: _Step, policy: CanaryPolicy, failures: int) -> tuple[bool, int]:
+        """The fail-only first look (and the recheck of a latency-only failure):
+        (roll back now?, failures so far)."""
         probe = policy.probe()
-        requests = samples_needed(probe, weight)
-        evidence = self.load.run(weight, requests, out_dir / f"step-{weight}-0")
-        record, kind, failures = self._judge(weight, 0, requests, evidence, probe, failures,
-                                             started)  # fmt: skip
+        requests = samples_needed(probe, step.weight)
+        record, kind, failures = self._run(step, requests, probe, failures, rechecked=False)
+        if kind == ActionKind.RECHECK:
+            step.records.append(record)
+            record, kind, failures = self._run(step, requests, probe, failures, rechecked=True)
         if kind in (ActionKind.ROLLBACK, ActionKind.RETRY):
-            records.append(record)  # a failure counts, under the threshold as a retry
+            step.records.append(record)  # a failure counts, under the threshold as a retry
             return kind == ActionKind.ROLLBACK, failures
         reason = f"probe: no blatant regression ({record.outcome}); full analysis next"
-        records.append(record.model_copy(update={"action": "continue", "reason": reason}))
+        step.records.append(record.model_copy(update={"action": "continue", "reason": reason}))
         return False, failures
+
+    def _run(
+        self, step: _Step, requests: int, policy: CanaryPolicy, failures: int, rechecked: bool
+    ) -> tuple[StepRecord, ActionKind, int]:
+        """One load run of the step and its judgement."""
+        attempt = step.next_attempt()
+        run_dir = step.out_dir / f"step-{step.weight}-{attempt}"
+        evidence = self.load.run(step.weight, requests, run_dir)
+        return self._judge(step, attempt, requests, evidence, policy, failures, rechecked)
 
     def _judge(
         self,
-        weight: int,
+        step: _Step,
         attempt: int,
         requests: int,
         evidence: StepEvidence,
         policy: CanaryPolicy,
         failures: int,
-        started: float,
+        rechecked: bool,
     ) -> tuple[StepRecord, ActionKind, int]:
-        elapsed = self.clock() - started
-        common = {"weight": weight, "attempt": attempt, "requests": requests,
+        elapsed = self.clock() - step.started
+        common = {"weight": step.weight, "attempt": attempt, "requests": requests,
                   "elapsed_s": elapsed, "reports": dict(evidence.reports)}  # fmt: skip
         hard = detect_hard_failure(evidence.health, policy.hard)
         if hard is not None:
@@ -149,8 +156,9 @@ class CanaryController:
                                 table=[], **common)  # fmt: skip
             return record, ActionKind.ROLLBACK, failures
         verdict = analyze_step(evidence.source, policy, evidence.window_s,
-                               canary_weight=weight, drift=evidence.drift)  # fmt: skip
-        action = next_action(verdict, policy, failures_so_far=failures, step_elapsed_s=elapsed)
+                               canary_weight=step.weight, drift=evidence.drift)  # fmt: skip
+        action = next_action(verdict, policy, failures_so_far=failures, step_elapsed_s=elapsed,
+                             rechecked=rechecked)  # fmt: skip
         record = StepRecord(outcome=verdict.outcome.value, action=action.kind.value,
                             reason=action.reason, table=verdict.table(), **common)  # fmt: skip
         return record, action.kind, action.failures
@@ -158,6 +166,21 @@ class CanaryController:
     def _soak(self, elapsed_s: float, interval_s: float) -> None:
         if interval_s > elapsed_s:
             self.sleep(interval_s - elapsed_s)
+
+
+@dataclass
+class _Step:
+    """One weight's runs: where their files go, when it began, its run counter."""
+
+    weight: int
+    out_dir: Path
+    started: float
+    records: list[StepRecord]
+    attempts: int = 0
+
+    def next_attempt(self) -> int:
+        self.attempts += 1
+        return self.attempts - 1
 
 
 def _gave_up(last: StepRecord, runs: int) -> StepRecord:

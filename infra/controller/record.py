@@ -23,11 +23,14 @@ class StepRecord(_Record):
 
     weight: int = Field(description="Canary share of traffic (%).")
     attempt: int = Field(
-        description="0 for the step's fail-only probe, 1 for the first full run, 2 after an extend…"
+        description="Run number within the step, from 0: the fail-only probe (and its recheck), "
+        "then the full analysis's runs (extend, recheck, retry each add one)."
     )
     requests: int = Field(description="Requests the load was sized to.")
     outcome: str = Field(description="pass | fail | inconclusive | hard_failure")
-    action: str = Field(description="continue (probe) | advance | extend | retry | rollback")
+    action: str = Field(
+        description="continue (probe) | advance | extend | recheck | retry | rollback"
+    )
     reason: str
     table: list[dict[str, Any]] = Field(description="StepVerdict.table(): one row per check.")
     elapsed_s: float = Field(description="Seconds since the step's weight was set.")

@@ -99,16 +99,23 @@ def test_3_weak_canary_is_rolled_back_on_quality(stack: Stack, tmp_path: Path) -
 
     weak = shutil.copytree(trained_config_model(WEAK_STEPS), tmp_path / "weak")
     gate_off = {"quality_threshold": 0.0, "max_regression": 1.0}
+    before = serving_version(stack)  # v2 after test 2; whatever serves, it must stay
     state, verdict = release(stack, {"model": str(weak), **FAST_CANARY, **gate_off})
     assert (state, verdict) == ("COMPLETED", "rolled_back")
     now = stack.target.status()
     assert now.stable is not None
-    assert now.stable.model_version == "2"
+    assert now.stable.model_version == before
     assert now.canary is None
     assert now.canary_percent == 0
     tags = MlflowClient(stack.mlflow_uri).get_model_version(NAME, "3").tags
     assert tags["canaryflow.rejected"] == "true"
     assert "quality" in tags["canaryflow.rejected_reasons"]
+
+
+def serving_version(stack: Stack) -> str:
+    stable = stack.target.status().stable
+    assert stable is not None, "no stable serves: test 1 did not deploy one"
+    return stable.model_version
 
 
 def trained_config_model(steps: int) -> Path:
@@ -126,10 +133,11 @@ def test_4_git_push_starts_a_release_of_the_pushed_spec(
     subprocess.run([".venv/bin/python", "-m", "infra.githook", "install", "--repo", str(bare),
                     "--api-url", stack.api.api_url], check=True, env=stack.env)  # fmt: skip
     subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
-    # v1's content again: already registered and serving before → fast, no canary needed.
-    (work / "release.yaml").write_text(f"model: models:/{NAME}/2\n")
+    # The version that serves now: the release sees it already serving → aborted, fast.
+    version = serving_version(stack)
+    (work / "release.yaml").write_text(f"model: models:/{NAME}/{version}\n")
     subprocess.run([*git, "-C", str(work), "add", "release.yaml"], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-qm", "release v2"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", f"release v{version}"], check=True)
     sha = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
                          capture_output=True, text=True).stdout.strip()  # fmt: skip
     pushed_at = time.time()
@@ -142,7 +150,7 @@ def test_4_git_push_starts_a_release_of_the_pushed_spec(
     record = stack.api.markdown(run["id"], "release-tiny-chat") or ""
     print(record)
     assert final["state_type"] == "COMPLETED"
-    assert verdict_of(record) == "aborted"  # v2 already serves: nothing to release
+    assert verdict_of(record) == "aborted"  # it already serves: nothing to release
     assert sha in record
 
 

@@ -158,3 +158,18 @@ def test_samples_needed_is_the_smallest_sufficient_total() -> None:
 def test_inconclusive_helper_keeps_counts() -> None:
     res = inconclusive("latency", "why", 3, 4)
     assert (res.outcome, res.n_canary, res.n_stable) == (Outcome.INCONCLUSIVE, 3, 4)
+
+
+def test_a_latency_only_failure_is_rechecked_once() -> None:
+    fail = CheckResult(name="latency", outcome=Outcome.FAIL, reason="p95 2x")
+    ttft = CheckResult(name="ttft", outcome=Outcome.FAIL, reason="p95 2x")
+    step = aggregate([fail, ttft, CheckResult(name="quality", outcome=Outcome.PASS, reason="")],
+                     60)  # fmt: skip
+    first = next_action(step, CanaryPolicy(), failures_so_far=0, step_elapsed_s=1)
+    assert (first.kind, first.failures) == (ActionKind.RECHECK, 0)
+    second = next_action(step, CanaryPolicy(), failures_so_far=0, step_elapsed_s=1,
+                         rechecked=True)  # fmt: skip
+    assert (second.kind, second.failures) == (ActionKind.ROLLBACK, 1)
+    both = aggregate([fail, CheckResult(name="quality", outcome=Outcome.FAIL, reason="")], 60)
+    at_once = next_action(both, CanaryPolicy(), failures_so_far=0, step_elapsed_s=1)
+    assert at_once.kind == ActionKind.ROLLBACK

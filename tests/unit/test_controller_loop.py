@@ -98,7 +98,7 @@ def test_too_few_samples_extends_then_rolls_back_at_the_deadline(tmp_path: Path)
 
 def test_a_failure_under_the_threshold_retries_a_fresh_window(tmp_path: Path) -> None:
     policy = CanaryPolicy(failure_threshold=2, early=NO_PROBE)
-    result, _, _ = _run([slow_canary(), good_canary()], tmp_path, policy)
+    result, _, _ = _run([low_quality_canary(), good_canary()], tmp_path, policy)
     assert result.passed
     assert [s.action for s in result.steps][:2] == ["retry", "advance"]
 
@@ -113,17 +113,21 @@ def test_hard_failure_rolls_back_without_analysis(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "profile",
-    [canary_profile(accuracy=0.1), slow_canary(factor=5.0), canary_profile(error_rate=0.3)],
+    ("profile", "actions"),
+    [
+        (canary_profile(accuracy=0.1), ["rollback"]),
+        (slow_canary(factor=5.0), ["recheck", "rollback"]),  # latency: one more probe window
+        (canary_profile(error_rate=0.3), ["rollback"]),
+    ],
     ids=["broken-quality", "5x-slower", "30%-errors"],
 )
 def test_the_probe_stops_a_blatant_regression_after_tens_of_requests(
-    profile: Profile, tmp_path: Path
+    profile: Profile, actions: list[str], tmp_path: Path
 ) -> None:
     result, _, load = _run(profile, tmp_path)
     assert not result.passed
-    assert [(s.attempt, s.action) for s in result.steps] == [(0, "rollback")]
-    assert load.calls == [(10, samples_needed(CanaryPolicy().probe(), 10))]
+    assert [s.action for s in result.steps] == actions
+    assert load.calls == [(10, samples_needed(CanaryPolicy().probe(), 10))] * len(actions)
     assert load.calls[0][1] < samples_needed(CanaryPolicy(), 10) / 4
 
 
@@ -134,3 +138,33 @@ def test_the_probe_and_the_full_analysis_share_alpha() -> None:
     assert policy.probe().min_samples == 50
     off = CanaryPolicy(early=NO_PROBE)
     assert off.main() == off
+
+
+def test_a_latency_only_failure_is_rechecked_on_a_fresh_window(tmp_path: Path) -> None:
+    """A host hiccup on the canary's cores fails one window; the recheck passes → advance."""
+    result, _, load = _run([good_canary(), slow_canary(), good_canary()], tmp_path)
+    assert result.passed
+    first = result.steps[:3]
+    assert [(s.attempt, s.action) for s in first] == [(0, "continue"), (1, "recheck"),
+                                                      (2, "advance")]  # fmt: skip
+    assert "latency alone failed" in first[1].reason
+    assert load.calls[1] == load.calls[2]  # the recheck is a window of the same size
+
+
+def test_a_slower_canary_fails_its_recheck_too(tmp_path: Path) -> None:
+    result, _, _ = _run([good_canary(), slow_canary()], tmp_path)
+    assert not result.passed
+    assert [(s.attempt, s.action) for s in result.steps] == [(0, "continue"), (1, "recheck"),
+                                                            (2, "rollback")]  # fmt: skip
+    assert "latency" in result.reasons[0]
+
+
+def test_quality_failures_are_not_rechecked(tmp_path: Path) -> None:
+    result, _, _ = _run([good_canary(), low_quality_canary()], tmp_path)
+    assert [s.action for s in result.steps] == ["continue", "rollback"]
+
+
+def test_recheck_can_be_switched_off(tmp_path: Path) -> None:
+    policy = CanaryPolicy(recheck_latency=False)
+    result, _, _ = _run([good_canary(), slow_canary()], tmp_path, policy)
+    assert [s.action for s in result.steps] == ["continue", "rollback"]

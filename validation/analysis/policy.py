@@ -137,6 +137,12 @@ class CanaryPolicy(_Frozen):
     failure_threshold: int = Field(
         1, ge=1, description="Failed step analyses in a release that trigger rollback."
     )
+    recheck_latency: bool = Field(
+        True, description="A step failed by latency/ttft alone is measured once more on a "
+        "fresh window of the same size before the failure counts. Latency is the one check a "
+        "busy host can skew (another process on the canary's cores, a GC pause); quality, "
+        "errors and drift failures count at once. A truly slower canary fails both windows.",
+    )  # fmt: skip
     progress_deadline_s: float = Field(
         600.0, gt=0, description="A step still inconclusive this long after it began rolls back."
     )

@@ -5,7 +5,7 @@
                              #   inconclusive -> inconclusive; all pass -> pass)
     verdict.table()          # one row per check, for a Prefect table artifact
     action = next_action(verdict, policy, failures_so_far=0, step_elapsed_s=130)
-    action.kind              # advance | extend | retry | rollback
+    action.kind              # advance | extend | retry | recheck | rollback
 
     hard = detect_hard_failure(CanaryHealth(healthy=True, restarts=0,
                                             requests=40, failures=31), policy.hard)
@@ -146,6 +146,7 @@ class ActionKind(StrEnum):
     ADVANCE = "advance"  # next weight (or promote after the last)
     EXTEND = "extend"  # keep the weight, collect more samples
     RETRY = "retry"  # failed, but under the failure threshold: analyse a fresh window
+    RECHECK = "recheck"  # latency alone failed: measure it again before the failure counts
     ROLLBACK = "rollback"
 
 
@@ -157,12 +158,28 @@ class Action(BaseModel):
     failures: int = Field(description="Failed analyses in this release, this one included.")
 
 
+LATENCY_CHECKS = frozenset({"latency", "ttft"})
+
+
 def next_action(
-    verdict: StepVerdict, policy: CanaryPolicy, *, failures_so_far: int, step_elapsed_s: float
+    verdict: StepVerdict,
+    policy: CanaryPolicy,
+    *,
+    failures_so_far: int,
+    step_elapsed_s: float,
+    rechecked: bool = False,
 ) -> Action:
-    """What the controller does after a step's analysis (failure threshold, deadline)."""
+    """What the controller does after a step's analysis (failure threshold, deadline).
+
+    `rechecked`: this window is already the recheck of a latency-only failure, so a
+    failure now counts whatever failed.
+    """
     if verdict.outcome == Outcome.PASS:
         return Action(kind=ActionKind.ADVANCE, reason="all checks passed", failures=failures_so_far)
+    if policy.recheck_latency and not rechecked and _latency_only_failure(verdict):
+        return Action(kind=ActionKind.RECHECK, failures=failures_so_far,
+                      reason=f"latency alone failed, measuring a fresh window before it "
+                      f"counts: {verdict.reason}")  # fmt: skip
     if verdict.outcome == Outcome.FAIL:
         failures = failures_so_far + 1
         count = f"failed ({failures}/{policy.failure_threshold})"
@@ -177,6 +194,11 @@ def next_action(
                       f"{policy.progress_deadline_s:.0f} s): {verdict.reason}")  # fmt: skip
     return Action(kind=ActionKind.EXTEND, failures=failures_so_far,
                   reason=f"inconclusive, collecting more samples: {verdict.reason}")  # fmt: skip
+
+
+def _latency_only_failure(verdict: StepVerdict) -> bool:
+    failed = {c.name for c in verdict.checks if c.outcome == Outcome.FAIL}
+    return verdict.outcome == Outcome.FAIL and failed <= LATENCY_CHECKS
 
 
 class CanaryHealth(BaseModel):

@@ -28,3 +28,7 @@ class LoadJob(BaseModel):
     max_tokens: int = Field(16, ge=1, description="max_tokens of every request.")
     stream: bool = Field(True, description="Ask for SSE streaming (measures TTFT).")
     request_timeout_s: float = Field(60.0, gt=0, description="Per-request network timeout.")
+    seed: int = Field(
+        0, description="Seed of the prompt order (see prompts.PromptOrder); the runner draws "
+        "a fresh one per run and records it in load-job.json.",
+    )  # fmt: skip

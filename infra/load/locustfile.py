@@ -35,7 +35,7 @@ from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
 from infra.load.job import API_KEY_ENV, JOB_ENV, LoadJob
-from infra.load.prompts import Prompt, read_prompts
+from infra.load.prompts import Prompt, PromptOrder, read_prompts
 from infra.load.records import UNKNOWN_VARIANT, RequestRecord
 from infra.load.wire import (
     SYNTHETIC_REQUEST_PREFIX,
@@ -49,6 +49,7 @@ from serving.middleware import MODEL_VERSION_HEADER, REQUEST_ID_HEADER, VARIANT_
 _JOB = LoadJob.model_validate_json(Path(os.environ[JOB_ENV]).read_text(encoding="utf-8"))
 _API_KEY = os.environ.pop(API_KEY_ENV, "")
 _PROMPTS = read_prompts(_JOB.prompts_file)
+_ORDER = PromptOrder(len(_PROMPTS), _JOB.seed)
 _RESULTS = _JOB.results_file.open("a", encoding="utf-8", buffering=1)  # line-buffered
 locust.stats.CSV_STATS_INTERVAL_SEC = 0.25  # type: ignore[assignment]  # declared int
 _QUIT_DELAY_S = 0.6
@@ -94,7 +95,7 @@ class ChatUser(FastHttpUser):
         if ticket is None:
             raise StopUser()
         try:
-            record = self._send(_PROMPTS[ticket % len(_PROMPTS)])
+            record = self._send(_PROMPTS[_ORDER.index(ticket)])
             _RESULTS.write(json.dumps(record) + "\n")
         finally:
             if _BUDGET.finish():

@@ -12,6 +12,7 @@ list (`write_prompts` / `read_prompts`, one JSON object a line):
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -169,3 +170,29 @@ def write_prompts(prompts: list[Prompt], path: Path) -> Path:
 def read_prompts(path: Path) -> list[Prompt]:
     with path.open(encoding="utf-8") as f:
         return [Prompt(**json.loads(line)) for line in f if line.strip()]
+
+
+class PromptOrder:
+    """Which prompt the n-th request sends: each prompt once per pass, every pass in a fresh
+    seeded random order.
+
+    Never the file order: the router's weighted round robin sends every k-th request to the
+    canary, so cycling a 500-prompt set in order at 10% would show the canary the same 50
+    prompts again and again (seen: 53 distinct of 327), and its quality and drift would be
+    judged on a tenth of the set. A random order per pass makes each variant's prompts a
+    uniform random sample of the set, whatever the routing.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n < 1:
+            raise ValueError(f"PromptOrder needs at least one prompt, got {n}")
+        self.n, self.seed = n, seed
+        self._pass, self._order = -1, list(range(n))
+
+    def index(self, ticket: int) -> int:
+        round_, position = divmod(ticket, self.n)
+        if round_ != self._pass:
+            self._order = list(range(self.n))
+            random.Random(f"{self.seed}-{round_}").shuffle(self._order)
+            self._pass = round_
+        return self._order[position]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -135,6 +136,7 @@ def run_load(
         max_tokens=profile.max_tokens,
         stream=profile.stream,
         request_timeout_s=profile.request_timeout_s,
+        seed=secrets.randbits(32),
     )
     paths.job.write_text(job.model_dump_json(indent=2), encoding="utf-8")
     argv = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from bench.client import wait_ready
 from bench.common import ROOT
+from infra.load.runner import kill_group
 
 
 def pinned_command(argv: Sequence[str], cpus: str | None) -> list[str]:
@@ -58,11 +58,4 @@ def child_server(
 
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:
     """SIGTERM the child's process group, SIGKILL it after `grace_s`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    kill_group(proc, grace_s)

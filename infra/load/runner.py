@@ -257,7 +257,7 @@ def _run(argv: list[str], env: dict[str, str], log: Path, timeout_s: float) -> f
         try:
             code = proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             raise LoadTimeoutError(
                 f"Locust ran past the hard timeout of {timeout_s:g}s and was killed; partial "
                 f"results may be in {log.parent}. Raise timeout_s or lower the request budget. "
@@ -265,19 +265,20 @@ def _run(argv: list[str], env: dict[str, str], log: Path, timeout_s: float) -> f
             ) from None
         finally:
             if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing behind
-                _kill_group(proc)
+                kill_group(proc)
     if code != 0:
         raise LocustFailedError(f"Locust exited with {code}; log {log}: {_tail(log)}")
     return time.monotonic() - start
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the group, then SIGKILL after a grace period (Locust may ignore SIGTERM)."""
+def kill_group(proc: subprocess.Popen[bytes], grace_s: float = _KILL_GRACE_S) -> None:
+    """SIGTERM a child's process group, then SIGKILL after `grace_s` (Locust may ignore
+    SIGTERM). The child must have been started with start_new_session=True."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         try:
-            proc.wait(_KILL_GRACE_S)
+            proc.wait(grace_s)
             return
         except subprocess.TimeoutExpired:
             continue

@@ -32,6 +32,7 @@ from infra.router.haproxy_config import (
     load_slots,
     write_files,
 )
+from infra.router.haproxy_security import write_digests
 from infra.router.process import ManagedProcess
 
 DEFAULT_BINARY = Path("/usr/sbin/haproxy")
@@ -147,6 +148,8 @@ class HAProxy:
             raise RouterError(f"{self.binary} not found: install HAProxy (apt-get install haproxy)")
         self.process.stop()  # a live process whose socket is gone: start clean
         write_files(self.layout, slots)
+        if self.layout.security.api_key_files:  # HAProxy reads the digests only at start
+            write_digests(self.layout.security, self.layout.api_key_digests)
         self.check_config()
         self.layout.socket.unlink(missing_ok=True)
         self.process.start()

@@ -7,6 +7,8 @@ runtime API (see haproxy.py). Promote swaps roles between slots without touching
 line, so nothing is ever reloaded.
 
 Traffic rules, in the order HAProxy applies them:
+- `RouterSecurity` rules (haproxy_security.py) answer 401, 429, 411 or 413 themselves when
+  keys, a rate limit or a body limit are configured;
 - `be_main` balances by weight (round robin, or consistent hashing of a request header for
   sticky A/B) over the slots that are enabled and pass `GET /health`;
 - when no weighted slot of `be_main` is up (e.g. the 100 % canary died), `be_fallback` sends
@@ -26,10 +28,11 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from infra.router.errors import RouterError
+from infra.router.haproxy_security import RouterSecurity, render_rules
 from infra.router.process import atomic_write
 
 SLOTS: tuple[str, str] = ("a", "b")
@@ -69,6 +72,7 @@ class RouterLayout:
     sticky_header: str | None = None
     check_interval_ms: int = 1000
     timeout_server_s: int = 600
+    security: RouterSecurity = field(default_factory=RouterSecurity)
 
     @property
     def config(self) -> Path:
@@ -77,6 +81,11 @@ class RouterLayout:
     @property
     def roles_map(self) -> Path:
         return self.state_dir / "roles.map"
+
+    @property
+    def api_key_digests(self) -> Path:
+        """SHA-256 digests of the accepted `Authorization` values (haproxy_security.py)."""
+        return self.state_dir / "api-keys.sha256"
 
     @property
     def state_file(self) -> Path:
@@ -165,9 +174,11 @@ def _defaults(layout: RouterLayout) -> str:
 
 def _frontends(layout: RouterLayout) -> str:
     role = f"%[srv_name,map({layout.roles_map},unknown)]"
+    rules = render_rules(layout.security, layout.api_key_digests)
+    security = "".join(f"{line}\n" for line in rules)
     return f"""frontend fe_router
     bind {layout.host}:{layout.port}
-    use_backend {FALLBACK} if {{ nbsrv({BACKEND}) lt 1 }}
+{security}    use_backend {FALLBACK} if {{ nbsrv({BACKEND}) lt 1 }}
     default_backend {BACKEND}
     http-response set-header {VARIANT_HEADER} {role}
 

@@ -317,6 +317,7 @@ class DockerTarget:
             rename(retiring[0], self.naming, "stable")
             view = self._view()
         if not self.router.running():
+            api_key(self.config)  # created before HAProxy, which reads its digest at start
             self.router.start(desired_slots(view, self.router.weights()))
         return self._sync(view)
 

@@ -10,6 +10,12 @@ so a release deployment's worker picks the machine's target settings from its en
 Ports are all on 127.0.0.1: `router_port` is the single entry point clients use; each slot
 publishes its container on a fixed port (so HAProxy's config never changes, see
 infra/router/haproxy_config.py); HAProxy's exporter and Prometheus have their own.
+
+The router requires the API key on everything but health and metrics, and limits bodies to
+1 MiB (see infra/router/haproxy_security.py). Its per-key rate limit is off by default: the
+one key of this target is also the load generator's, which sends thousands of requests per
+second on purpose (canary load, benchmarks); set `router_rate_limit_per_s` when the router
+faces other clients.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.router.haproxy import DEFAULT_BINARY as HAPROXY_BINARY
 from infra.router.haproxy_config import SLOTS, RouterLayout
+from infra.router.haproxy_security import (
+    DEFAULT_MAX_BODY_BYTES,
+    MAX_RATE_WINDOW_S,
+    RouterSecurity,
+)
 from infra.router.prometheus import DEFAULT_BINARY as PROMETHEUS_BINARY
 from infra.router.prometheus import PrometheusLayout
 from infra.settings import Settings
@@ -81,6 +92,21 @@ class DockerTargetConfig(BaseSettings):
         None, description="File with the API key the servers require; created if missing. "
         "Default STATE_DIR/secrets/api-key.",
     )  # fmt: skip
+    router_rate_limit_per_s: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Requests per second per API key at the router, averaged over "
+        "router_rate_limit_window_s; above it HAProxy answers 429 with Retry-After. Default "
+        "null (no limit): the load generator uses this same key at thousands of req/s.",
+    )  # fmt: skip
+    router_rate_limit_window_s: int = Field(
+        1, ge=1, le=MAX_RATE_WINDOW_S,
+        description="Window of the per-key rate limit, in seconds (also the Retry-After).",
+    )  # fmt: skip
+    router_max_body_bytes: int | None = Field(
+        DEFAULT_MAX_BODY_BYTES, ge=1, le=1 << 30,
+        description="Largest request body the router forwards (413 above it; chunked bodies "
+        "get 411: send a Content-Length). Null: no limit.",
+    )  # fmt: skip
     capture_dir: Path | None = Field(
         None, description="Where containers write request/response capture JSONL. "
         "Default STATE_DIR/capture.",
@@ -122,6 +148,9 @@ class DockerTargetConfig(BaseSettings):
     def resolved_state_dir(self) -> Path:
         return self.state_dir or Settings().state / "targets" / self.name
 
+    def resolved_api_key_file(self) -> Path:
+        return self.api_key_file or self.resolved_state_dir() / "secrets" / "api-key"
+
     def resolved_capture_dir(self) -> Path:
         return self.capture_dir or self.resolved_state_dir() / "capture"
 
@@ -135,6 +164,12 @@ class DockerTargetConfig(BaseSettings):
             metrics_port=self.haproxy_metrics_port,
             slot_ports=self.slot_port_map(),
             sticky_header=self.sticky_header,
+            security=RouterSecurity(
+                api_key_files=(self.resolved_api_key_file(),),
+                rate_limit_per_s=self.router_rate_limit_per_s,
+                rate_limit_window_s=self.router_rate_limit_window_s,
+                max_body_bytes=self.router_max_body_bytes,
+            ),
         )
 
     def prometheus_layout(self) -> PrometheusLayout:

@@ -261,7 +261,7 @@ def logs(container: Any, lines: int = 30) -> str:
 
 def api_key(config: DockerTargetConfig) -> Path:
     """The API key file, created with a random key on first use."""
-    path = config.api_key_file or config.resolved_state_dir() / "secrets" / "api-key"
+    path = config.resolved_api_key_file()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)

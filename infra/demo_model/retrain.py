@@ -19,9 +19,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra.demo_model.train import TrainConfig
+from infra.spec import ReleaseSpec
 from validation.golden import TaskSpec
 
 _PROMPT = re.compile(r"^\s*(\d{1,4})\s*([+\-*])\s*(\d{1,4})\s*$")
@@ -31,7 +32,7 @@ TRAIN_CONFIG_TAG = "canaryflow.train_config"
 class RetrainSpec(BaseModel):
     """How a retrain run finds its data and what it does with the candidate."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model_name: str = Field(
         "tiny-chat", pattern=r"^[A-Za-z0-9_.-]+$", description="Registered model to retrain."
@@ -48,13 +49,28 @@ class RetrainSpec(BaseModel):
     max_steps: int = Field(4000, ge=1, description="Upper bound on the scaled step budget.")
     release: bool = Field(True, description="Start a release of the candidate when trained.")
     release_deployment: str = Field(
-        "release/release", description="Deployment (flow/deployment) that releases it."
+        "release/release",
+        pattern=r"^[^/\s]+/[^/\s]+$",
+        description="Deployment (flow/deployment) that releases it.",
     )
     release_spec: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra ReleaseSpec fields for that release (e.g. canary, load); the model "
         "is set to the new version.",
     )
+
+    @field_validator("release_spec")
+    @classmethod
+    def _release_spec(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # Checked now, not hours later when the trained candidate's release would fail.
+        try:
+            ReleaseSpec.model_validate({**v, "model": "models:/candidate/1"})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"release_spec is not a valid ReleaseSpec: {problems}") from None
+        return v
 
 
 def observed_task(prompts: Iterable[object]) -> tuple[TaskSpec | None, int]:

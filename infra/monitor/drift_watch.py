@@ -33,7 +33,7 @@ Status = Literal["drift", "no_drift", "inconclusive"]
 class DriftCheckSpec(BaseModel):
     """What the drift check looks at and when it raises the alarm (the flow's parameter)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model_name: str = Field(
         "tiny-chat", pattern=r"^[A-Za-z0-9_.-]+$", description="Registered model to watch."

@@ -25,7 +25,8 @@ from scipy import stats as sps  # type: ignore[import-untyped]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf passes every lower bound (a deadline of inf never ends): refuse it and nan.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class LatencyCheck(_Frozen):

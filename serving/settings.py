@@ -22,10 +22,21 @@ from serving.errors import ServingSettingsError
 
 ENV_PREFIX = "CANARYFLOW_SERVING_"
 MIDDLEWARE_IMPORT_PATH = "serving.middleware.CanaryflowMiddleware"
+# Applied in order to every prompt/completion/error text; a completion is redacted after its
+# stream deltas are joined, so a key split over chunks is still caught.
 DEFAULT_REDACT_PATTERNS = [
     r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",  # e-mail addresses
-    r"\b(?:sk|pk|api|key|tok)[-_][A-Za-z0-9_-]{16,}\b",  # API-key-shaped tokens
-    r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}",  # bearer credentials pasted into prompts
+    # Bearer/prefixed keys must hold a digit: "bearer instruments", "key_performance_…" stay.
+    r"(?i)\bbearer\s+(?=[A-Za-z._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}",  # Authorization: Bearer …
+    # key=value credentials: api_key=…, "token": "…", password: …, aws_secret_access_key=…
+    r"(?i)\b(?:[a-z]+[_-])?(?:api[_-]?key|secret(?:[_-]access)?[_-]?key|secret|token|"
+    r"passw(?:or)?d)\b[\"']?\s*[:=]\s*[\"']?[^\s\"',;]{6,}",
+    r"(?<![A-Za-z0-9])(?:sk|pk|rk|api|key|tok)[-_](?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{16,}",  # sk-…
+    r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{20,}",  # Hugging Face tokens
+    r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",  # AWS access key ids
+    r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",  # GitHub
+    r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWTs
 ]
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]

@@ -9,12 +9,17 @@ The tests run in file order on one stack and one Docker target:
 3. a weak model (700 steps, ~43% exact match) with the offline gate switched off, so only
    the canary can catch it: the quality check fails → rolled back, version tagged rejected;
 4. a push to a bare repo with the hook installed starts a release run with that sha;
-5. drifted live traffic → drift-check emits the event → retrain runs → it starts a release.
+5. drifted live traffic → drift-check emits the event → retrain runs → it starts a release;
+6. after all of that, no planted secret (the router's API key; fake HF_TOKEN and
+   OPENAI_API_KEY in every stack process's environment) is in any image, container, log,
+   capture file, Prefect record, MLflow record or state file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -24,9 +29,19 @@ from typing import Any
 
 import pytest
 
+from infra.image.build import BuiltImage
 from infra.load.traffic import send_traffic
 from infra.prefect_api import PREFECT, verdict_of
+from infra.targets.docker_containers import IMAGE_LABEL, TARGET_LABEL
 from tests.fixtures.models import trained
+from tests.fixtures.secret_scan import (
+    SecretScan,
+    scan_containers,
+    scan_images,
+    scan_mlflow,
+    scan_prefect,
+    scan_tree,
+)
 from tests.fixtures.stack import Stack, running_stack
 from validation import manifest
 from validation.golden import TaskSpec, sample
@@ -181,3 +196,53 @@ def test_5_drift_check_retrain_and_release_chain(stack: Stack) -> None:
     assert follow["parameters"]["spec"]["model"] == f"models:/{NAME}/4"
     assert stack.api.wait(follow["id"], 600)["state_type"] == "COMPLETED"
     assert verdict_of(stack.api.markdown(follow["id"], "release-tiny-chat")) == "rejected"
+
+
+def test_6_no_planted_secret_anywhere(stack: Stack, serving_image: BuiltImage) -> None:
+    started = time.monotonic()
+    key = stack.target.api_key_file.read_text().strip()
+    scan = SecretScan({"router API key": key, **stack.planted})
+    target_dir = stack.target.config.resolved_state_dir()
+    capture = stack.target.capture_dir
+
+    def key_home(path: Path) -> bool:  # where the key legitimately lives (0600/0400 files)
+        rel = path.relative_to(target_dir).parts if path.is_relative_to(target_dir) else ()
+        return rel[:1] == ("secrets",) or (rel[:1] == ("slots",) and path.name == "api-key")
+
+    control = SecretScan(scan.planted)  # the scanner does find the key where it is
+    scan_tree(control, "key home", target_dir, skip=lambda p: not key_home(p))
+    assert control.findings, "the scan does not find the key even in its own file"
+
+    artifacts = scan_prefect(scan, stack.api)
+    client = stack.target.client
+    filters = {"label": f"{TARGET_LABEL}={stack.target.config.name}"}
+    scan_containers(scan, client, filters)
+    images = {serving_image.tag} | set(re.findall(r"canaryflow/serving:[\w.-]+",
+                                                  json.dumps(artifacts)))  # fmt: skip
+    images |= {c.labels[IMAGE_LABEL] for c in client.containers.list(all=True, filters=filters)}
+    scan_images(scan, client, images)
+    scan_mlflow(scan, stack.mlflow_uri)
+    parts = {
+        "capture files": capture,
+        "haproxy files": target_dir / "haproxy",
+        "prometheus files": target_dir / "prometheus",
+        "service logs": stack.state / "log",
+    }
+    for place, root in parts.items():
+        scan_tree(scan, place, root, skip=key_home)
+    scan_tree(scan, "other state files", stack.state, skip=lambda p: key_home(p) or any(
+        p.is_relative_to(root) for root in parts.values()))  # fmt: skip
+    print(f"{len(images)} image(s): {sorted(images)}")
+    print(scan.summary(), f"\n({time.monotonic() - started:.0f} s)")
+    assert scan.counts["image layers"] + scan.counts["image save stream"] > 0
+    for place in (
+        "container env",
+        "container logs",
+        "capture files",
+        "prefect logs",
+        "prefect artifacts",
+        "mlflow runs",
+        "service logs",
+    ):
+        assert scan.counts[place] > 0, f"nothing scanned in {place}"
+    assert not scan.findings, scan.summary()

@@ -85,9 +85,9 @@ def _deploy_and_judge(
         return record.finish(candidate, "aborted", failed)
     result = steps.run_canary(spec, candidate, ports, record.release_id)
     record.watch.lap("canary")
-    verdict = steps.decide(result, candidate, ports)
+    verdict, reasons = steps.decide(result, candidate, ports)
     record.watch.lap("decide")
-    return record.finish(candidate, verdict, result.reasons, result.steps)
+    return record.finish(candidate, verdict, reasons, result.steps)
 
 
 def _serving(candidate: Candidate) -> str:

@@ -134,13 +134,15 @@ def run_canary(
 
 
 @task(name="decide", cache_policy=NONE, retries=2, retry_delay_seconds=5)
-def decide(result: CanaryResult, candidate: Candidate, ports: ReleasePorts) -> Verdict:
+def decide(
+    result: CanaryResult, candidate: Candidate, ports: ReleasePorts
+) -> tuple[Verdict, tuple[str, ...]]:
     """Promote (champion moved first), or roll back and tag the version rejected."""
     if result.passed:
-        ops.promote(ports.target, ports.registry, candidate.name)
-        return "promoted"
+        unrecorded = ops.promote(ports.target, ports.registry, candidate.name)
+        return ("promoted", result.reasons) if unrecorded is None else ("aborted", (unrecorded,))
     ops.rollback(ports.target, ports.registry, candidate.name, result.reasons)
-    return "aborted" if result.aborted else "rolled_back"
+    return ("aborted" if result.aborted else "rolled_back"), result.reasons
 
 
 @task(name="abort-canary", cache_policy=NONE, retries=2, retry_delay_seconds=5)

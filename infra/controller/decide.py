@@ -2,7 +2,8 @@
 
 Where the promote decision is recorded: the registry alias `champion` (see
 infra/targets/reconcile.py). `promote` points `champion` at the canary's version first, then
-calls `target.promote()` (100% canary → canary becomes stable → old stable removed); a crash
+calls `target.promote()` (when the registry cannot record that, the canary is rolled back
+instead) (100% canary → canary becomes stable → old stable removed); a crash
 between the two is finished by reconcile at the next release. `rollback` needs no record
 beforehand: reconcile rolls back any canary that `champion` does not name.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.errors import DeployError
+from infra.errors import DeployError, RegistryError
 from infra.registry.base import CHAMPION, ModelRegistry
 from infra.targets.base import DeployTarget, Endpoint, TargetState, Variant
 from infra.targets.reconcile import promote_release, rollback_release
@@ -51,9 +52,22 @@ def deploy_canary(target: DeployTarget, variant: Variant) -> Endpoint:
     return endpoint
 
 
-def promote(target: DeployTarget, registry: ModelRegistry, model_name: str) -> TargetState:
-    """Record (`champion` → canary), then promote on the target. Safe to repeat."""
-    return promote_release(target, registry, model_name)
+def promote(target: DeployTarget, registry: ModelRegistry, model_name: str) -> str | None:
+    """Record (`champion` → canary), then promote on the target; None when done.
+
+    When the registry cannot record the decision, nothing unrecorded may serve: the canary
+    is rolled back (the stable keeps serving, `champion` unchanged) and the reason returned.
+    """
+    try:
+        promote_release(target, registry, model_name)
+    except RegistryError as exc:
+        target.rollback()
+        return (
+            f"promote not recorded: {exc} The canary was rolled back, so the stable keeps "
+            "serving and `champion` still names it; run the release again once the registry "
+            "answers."
+        )
+    return None
 
 
 def rollback(

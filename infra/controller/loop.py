@@ -18,13 +18,20 @@ target is touched.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from infra.controller.ports import Clock, Sleep, StepEvidence, StepLoad
 from infra.controller.record import CanaryResult, StepRecord
-from infra.errors import DeployError, LoadError, MetricSourceError
+from infra.errors import (
+    DeployError,
+    LoadError,
+    MetricSourceError,
+    NoRequestsCompletedError,
+    RouterUnreachableError,
+)
 from infra.targets.base import DeployTarget
 from validation.analysis import (
     ActionKind,
@@ -37,6 +44,11 @@ from validation.analysis import (
 
 # An error in these stops the loop as `aborted` (the caller rolls back); others propagate.
 _ABORTING = (DeployError, LoadError, MetricSourceError)
+# The router was lost during a run (crashed, restarted): re-applying the step's weights
+# brings it back from its recorded state, and the run is repeated once.
+_ROUTER_LOST = (RouterUnreachableError, NoRequestsCompletedError)
+
+log = logging.getLogger("canaryflow.controller")
 
 
 class CanaryController:
@@ -133,8 +145,19 @@ class CanaryController:
         """One load run of the step and its judgement."""
         attempt = step.next_attempt()
         run_dir = step.out_dir / f"step-{step.weight}-{attempt}"
-        evidence = self.load.run(step.weight, requests, run_dir)
+        evidence = self._load(step.weight, requests, run_dir)
         return self._judge(step, attempt, requests, evidence, policy, failures, rechecked)
+
+    def _load(self, weight: int, requests: int, run_dir: Path) -> StepEvidence:
+        """One load run; when the router was lost, restore it with the step's weights and
+        run once more (a second loss aborts the loop)."""
+        try:
+            return self.load.run(weight, requests, run_dir)
+        except _ROUTER_LOST as exc:
+            log.warning("router lost during the %d%% run (%s); restoring it, running again",
+                        weight, exc)  # fmt: skip
+            self.target.set_weights(weight)
+            return self.load.run(weight, requests, run_dir.with_name(f"{run_dir.name}-again"))
 
     def _judge(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from infra.controller.ports import CheckReport, ReleasePorts, StepEvidence
-from infra.errors import DriftError, ValidationError
+from infra.errors import DriftError, RouterUnreachableError, ValidationError
 from infra.load.prompts import PromptSource
 from infra.load.runner import LoadProfile, LoadResult, run_load
 from infra.registry import registry_from_uri
@@ -64,7 +64,10 @@ class LocustStepLoad:
     def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
         state = self.target.status()
         if state.router_url is None:
-            raise ValidationError("the target reports no router URL; is the stable running?")
+            raise RouterUnreachableError(
+                "the target reports no running router; the release restores it from its "
+                "recorded weights (set_weights) — if this repeats, check `make status`"
+            )
         result = run_load(state.router_url, _api_key(self.target),
                           self.spec.serving.served_model_name, self._profile(), out_dir,
                           requests=requests, timeout_s=self.spec.load.max_step_s + 60)  # fmt: skip

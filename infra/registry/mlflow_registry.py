@@ -50,7 +50,12 @@ log = logging.getLogger(__name__)
 PACKAGING_EXPERIMENT = "canaryflow-packaging"
 ARTIFACT_PATH = "model"
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
-_UNREACHABLE_HINTS = ("Max retries exceeded", "Connection refused", "timeout exception")
+_UNREACHABLE_HINTS = (
+    "Max retries exceeded", "Connection refused", "timeout exception",
+    # a SQL store that is gone, read-only, locked or not a database (sqlite3/SQLAlchemy)
+    "OperationalError", "unable to open database", "readonly database", "database is locked",
+    "file is not a database",
+)  # fmt: skip
 
 
 class MlflowRegistry:
@@ -292,7 +297,7 @@ class MlflowRegistry:
             if e.error_code == _NOT_FOUND:
                 raise ModelVersionNotFoundError(f"{action}: {e.message}") from e
             if unreachable or any(h in e.message for h in _UNREACHABLE_HINTS):
-                raise _unreachable(self.tracking_uri, f"{action}: {e.message}") from e
+                raise _unreachable(self.tracking_uri, f"{action}: {_gist(e.message)}") from e
             raise RegistryError(f"{action} failed on {self.tracking_uri}: {e.message}") from e
         except Exception as e:
             if unreachable:
@@ -332,6 +337,13 @@ def _probe(uri: str, timeout_s: float) -> None:
             )
         except Exception as e:
             raise _unreachable(uri, str(e)) from e
+
+
+def _gist(message: str) -> str:
+    """The telling line of a store error (SQLAlchemy's carries the SQL and its parameters)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    telling = [line for line in lines if "Error" in line and not line.startswith("[")]
+    return (telling or lines or [message])[-1][:300]
 
 
 def _unreachable(uri: str, detail: str) -> RegistryUnreachableError:

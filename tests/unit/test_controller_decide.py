@@ -9,7 +9,7 @@ import pytest
 from infra.controller import CanaryController, decide
 from infra.controller.candidate import Candidate, champion_dir, register, resolve
 from infra.controller.fake import FakeClock, FakeStepLoad, Profile, good_canary, slow_canary
-from infra.errors import DeployError, ModelVersionNotFoundError
+from infra.errors import DeployError, ModelVersionNotFoundError, RegistryUnreachableError
 from infra.registry import CHALLENGER, CHAMPION, FakeRegistry
 from infra.spec import ReleaseSpec
 from infra.targets.fake import FakeTarget
@@ -145,3 +145,20 @@ def test_mlflow_metric_names_are_sanitised() -> None:
     assert metric_name("time.package+build") == "time.package_build"
     assert metric_name("step10.run1.p95 (ms)") == "step10.run1.p95 _ms_"
     assert re.fullmatch(r"[A-Za-z0-9_\-./ :]+", metric_name("a+b*c?d"))
+
+
+def test_an_unrecordable_promote_rolls_back_and_keeps_champion(tmp_path: Path) -> None:
+    target, registry, v2 = serving_v1(tmp_path)
+    decide.deploy_canary(target, decide.variant_for(NAME, v2, "img:2", "r2", NAME))
+    target.set_weights(50)
+    registry.fail = {"set_alias": RegistryUnreachableError("MLflow store is down.")}
+    reason = decide.promote(target, registry, NAME)
+    assert reason is not None
+    assert "promote not recorded" in reason
+    assert "down" in reason
+    assert registry.get_by_alias(NAME, CHAMPION).version == "1"
+    state = target.status()
+    assert state.canary is None
+    assert state.settled
+    assert state.stable is not None
+    assert state.stable.model_version == "1"

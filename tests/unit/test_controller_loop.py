@@ -19,6 +19,7 @@ from infra.controller.fake import (
     slow_canary,
     too_few_samples,
 )
+from infra.errors import NoRequestsCompletedError, RouterUnreachableError
 from infra.targets.base import Variant
 from infra.targets.fake import FakeTarget
 from validation.analysis import CanaryPolicy, samples_needed
@@ -168,3 +169,39 @@ def test_recheck_can_be_switched_off(tmp_path: Path) -> None:
     policy = CanaryPolicy(recheck_latency=False)
     result, _, _ = _run([good_canary(), slow_canary()], tmp_path, policy)
     assert [s.action for s in result.steps] == ["continue", "rollback"]
+
+
+class _RouterLostOnce:
+    """A load whose first run finds the router gone (a crashed or restarting HAProxy)."""
+
+    def __init__(self, inner: FakeStepLoad, error: Exception) -> None:
+        self.inner, self.error, self.dirs = inner, error, []  # type: ignore[var-annotated]
+
+    def run(self, weight: int, requests: int, out_dir: Path):  # type: ignore[no-untyped-def]
+        self.dirs.append(out_dir.name)
+        if len(self.dirs) == 1:
+            raise self.error
+        return self.inner.run(weight, requests, out_dir)
+
+
+@pytest.mark.parametrize("error", [RouterUnreachableError("gone"), NoRequestsCompletedError("0")])
+def test_a_lost_router_is_restored_with_the_step_weight_and_the_run_repeated(
+    tmp_path: Path, error: Exception
+) -> None:
+    target = _target_with_canary()
+    load = _RouterLostOnce(FakeStepLoad(good_canary()), error)
+    result = CanaryController(target, load).run([50], CanaryPolicy(), tmp_path)
+    assert result.passed, result.reasons
+    assert [c for c in target.calls if c[0] == "set_weights"] == [("set_weights", 50)] * 2
+    assert load.dirs[:2] == ["step-50-0", "step-50-0-again"]
+
+
+def test_a_router_lost_twice_in_a_row_aborts(tmp_path: Path) -> None:
+    class Gone:
+        def run(self, weight: int, requests: int, out_dir: Path) -> None:
+            raise RouterUnreachableError("gone for good")
+
+    result = CanaryController(_target_with_canary(), Gone()).run([50], CanaryPolicy(), tmp_path)  # type: ignore[arg-type]
+    assert not result.passed
+    assert result.aborted
+    assert "RouterUnreachableError" in result.reasons[0]

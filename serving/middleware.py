@@ -5,7 +5,9 @@ Per HTTP request it:
   own request id) and returns it;
 - adds `X-Canaryflow-Variant` and `X-Canaryflow-Model-Version` to every response;
 - answers 503 on /health and /ping until the launcher's ready file exists (after warmup);
-- captures POSTs to the capture paths (streaming too) into a `CaptureSink`, off the event loop.
+- captures POSTs to the capture paths (streaming too) into a `CaptureSink`, off the event loop;
+- refuses malformed and hostile requests with a 4xx before vLLM sees them (`RequestGuard`,
+  innermost, so capture records its answers too).
 
 vLLM instantiates it as `CanaryflowMiddleware(app)`: settings then come from the
 environment. Tests pass settings and a sink (e.g. `MemorySink`) to the constructor.
@@ -26,6 +28,7 @@ from typing import Any
 
 from serving.capture import Exchange, RegexRedactor
 from serving.capture_sink import DROP_REASONS, CaptureSink, JsonlSink, NullSink
+from serving.request_guard import GuardLimits, RequestGuard
 from serving.settings import MiddlewareSettings
 
 Scope = MutableMapping[str, Any]
@@ -54,9 +57,10 @@ class CanaryflowMiddleware:
         sink: CaptureSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        limits: GuardLimits | None = None,
     ) -> None:
         from_env = settings is None
-        self.app = app
+        self.app: ASGIApp = RequestGuard(app, limits)
         self.settings = settings if settings is not None else MiddlewareSettings()
         self.sink = sink if sink is not None else make_sink(self.settings)
         self._clock, self._wall = clock, wall_clock

@@ -19,6 +19,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 
 from infra.controller import report
 from infra.controller.record import ReleaseOutcome
+from infra.errors import RegistryError
 
 EXPERIMENT = "canaryflow-releases"
 
@@ -50,7 +51,25 @@ def log_release_run_task(tracking_uri: str, outcome: ReleaseOutcome) -> str:
 def log_release_run(
     tracking_uri: str, outcome: ReleaseOutcome, artifact_root: Path | None = None
 ) -> str:
-    """Log the release as an MLflow run (metrics, HTML reports, markdown); the run id."""
+    """Log the release as an MLflow run (metrics, HTML reports, markdown); the run id.
+
+    A store that fails raises RegistryUnreachableError/RegistryError naming the release and
+    its verdict: the decision itself is already in the Prefect artifacts (publish_report).
+    """
+    try:
+        return _log_run(tracking_uri, outcome, artifact_root)
+    except RegistryError:
+        raise
+    except Exception as exc:
+        from infra.registry.mlflow_registry import store_error  # imports mlflow
+
+        action = (f"logging the MLflow run of release {outcome.release_id} (it ended "
+                  f"{outcome.verdict}; the Prefect artifact release-"
+                  f"{report.slug(outcome.model_name)} holds its decision record)")  # fmt: skip
+        raise store_error(tracking_uri, action, exc) from exc
+
+
+def _log_run(tracking_uri: str, outcome: ReleaseOutcome, artifact_root: Path | None) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 

@@ -296,13 +296,9 @@ class MlflowRegistry:
         except MlflowException as e:
             if e.error_code == _NOT_FOUND:
                 raise ModelVersionNotFoundError(f"{action}: {e.message}") from e
-            if unreachable or any(h in e.message for h in _UNREACHABLE_HINTS):
-                raise _unreachable(self.tracking_uri, f"{action}: {_gist(e.message)}") from e
-            raise RegistryError(f"{action} failed on {self.tracking_uri}: {e.message}") from e
+            raise store_error(self.tracking_uri, action, e, unreachable=unreachable) from e
         except Exception as e:
-            if unreachable:
-                raise _unreachable(self.tracking_uri, f"{action}: {e}") from e
-            raise RegistryError(f"{action} failed on {self.tracking_uri}: {e}") from e
+            raise store_error(self.tracking_uri, action, e, unreachable=unreachable) from e
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -337,6 +333,16 @@ def _probe(uri: str, timeout_s: float) -> None:
             )
         except Exception as e:
             raise _unreachable(uri, str(e)) from e
+
+
+def store_error(
+    uri: str, action: str, exc: Exception, *, unreachable: bool = False
+) -> RegistryError:
+    """The named canaryflow error for an MLflow failure while doing `action` on `uri`."""
+    message = exc.message if isinstance(exc, MlflowException) else str(exc)
+    if unreachable or any(h in message for h in _UNREACHABLE_HINTS):
+        return _unreachable(uri, f"{action}: {_gist(message)}")
+    return RegistryError(f"{action} failed on {uri}: {message}")
 
 
 def _gist(message: str) -> str:

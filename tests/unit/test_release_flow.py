@@ -175,3 +175,21 @@ def test_the_release_is_logged_as_an_mlflow_run(tmp_path: Path) -> None:
     assert run.data.metrics["step10.run1.latency.effect"] == pytest.approx(1.02)
     names = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "reports/locust-step-10-1")}
     assert names == {"reports/locust-step-10-1/locust.html"}
+
+
+def test_an_unreachable_tracking_store_is_a_clear_error_naming_the_release(
+    tmp_path: Path,
+) -> None:
+    from infra.errors import RegistryUnreachableError
+
+    db = tmp_path / "mlflow.db"
+    db.mkdir()  # sqlite cannot open a directory: the store is "down"
+    outcome = ReleaseOutcome(release_id="r-9", model_name=NAME, version="3", verdict="aborted",
+                             reasons=("promote not recorded: MLflow store is down",))  # fmt: skip
+    with pytest.raises(RegistryUnreachableError) as err:
+        log_release_run(f"sqlite:///{db}", outcome)
+    message = str(err.value)
+    assert "release r-9" in message
+    assert "ended aborted" in message
+    assert f"release-{NAME}" in message  # where the decision record is
+    assert "[SQL" not in message  # the telling line, not SQLAlchemy's statement dump

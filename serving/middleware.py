@@ -47,6 +47,23 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("canaryflow.middleware")
 
 
+def own_logging() -> None:
+    """Give the `canaryflow` loggers a level and a handler of their own in the server.
+
+    vLLM's API server imports `model_hosting_container_standards`, which sets the ROOT
+    logger to ERROR (its LOG_LEVEL default): inherited, every capture warning (a full disk,
+    a full queue) would be dropped silently. Idempotent; tests that pass settings skip it.
+    """
+    logger = logging.getLogger("canaryflow")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 class CanaryflowMiddleware:
     """Request id, variant headers, readiness gate and capture around the vLLM app."""
 
@@ -67,6 +84,7 @@ class CanaryflowMiddleware:
         self._ready = self.settings.ready_file is None
         self._capture_paths = frozenset(self.settings.capture_paths)
         if from_env:
+            own_logging()
             register_metrics(self.sink)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

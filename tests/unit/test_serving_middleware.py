@@ -206,3 +206,27 @@ def test_bodies_beyond_the_limit_are_truncated_in_the_record_only() -> None:
     assert call(mw, body=big)[0] == 200
     assert sink.records[0]["truncated"] is True
     assert sink.records[0]["request_error"] == "request body is not a JSON object"
+
+
+def test_capture_warnings_survive_a_root_logger_set_to_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """vLLM's server sets the root logger to ERROR; a full-disk warning must still show."""
+    import logging
+
+    from serving.middleware import own_logging
+
+    root, ours = logging.getLogger(), logging.getLogger("canaryflow")
+    saved = (root.level, ours.level, list(ours.handlers), ours.propagate)
+    root.setLevel(logging.ERROR)
+    try:
+        own_logging()
+        own_logging()  # idempotent: one handler
+        assert len(ours.handlers) == 1
+        logging.getLogger("canaryflow.capture").warning("capture: 1 record(s) dropped")
+        assert "WARNING canaryflow.capture: capture: 1 record(s) dropped" in capsys.readouterr().err
+    finally:
+        root.setLevel(saved[0])
+        ours.setLevel(saved[1])
+        ours.handlers[:] = saved[2]
+        ours.propagate = saved[3]

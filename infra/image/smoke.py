@@ -88,15 +88,23 @@ def run_container(
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     timeout_s: float = 600,
+    capture_tmpfs: str | None = None,
 ) -> Iterator[ServerHandle]:
-    """Start `image` (key as a mounted secret, capture dir mounted), wait healthy, yield."""
+    """Start `image` (key as a mounted secret, capture dir mounted), wait healthy, yield.
+
+    `capture_tmpfs`: mount the capture directory as a tmpfs with these options instead
+    (e.g. "size=64k", for tests of a full disk); the host `capture_dir` then stays empty.
+    """
     client = client or docker_client()
     api_key = api_key or secrets.token_urlsafe(24)
     uid, gid = _image_user(client, image)
     workdir = Path(tempfile.mkdtemp(prefix="canaryflow-smoke-"))
     container = None
     try:
-        volumes = _volumes(workdir, api_key, uid, gid, model_dir)
+        volumes = _volumes(workdir, api_key, uid, gid, model_dir, capture_tmpfs is None)
+        tmpfs = {"/tmp": "rw,exec,nosuid,nodev,size=2g"}  # noqa: S108 (the container's)
+        if capture_tmpfs is not None:  # the image user's, like the image's own directory
+            tmpfs[CAPTURE_PATH] = f"uid={uid},gid={gid},mode=0755,{capture_tmpfs}"
         environment = {
             f"{ENV}SERVED_MODEL_NAME": served_model_name,
             f"{ENV}VARIANT": "smoke",
@@ -107,8 +115,7 @@ def run_container(
         container = client.containers.run(
             image, detach=True, environment=environment, volumes=volumes,
             ports={CONTAINER_PORT: ("127.0.0.1", None)}, read_only=True, shm_size="1g",
-            tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=2g"},  # noqa: S108 (the container's)
-            labels={ROLE_LABEL: "smoke", **(labels or {})},
+            tmpfs=tmpfs, labels={ROLE_LABEL: "smoke", **(labels or {})},
             name=f"canaryflow-smoke-{uuid.uuid4().hex[:8]}",
         )  # fmt: skip
         wait_healthy(container, timeout_s)
@@ -287,7 +294,12 @@ def _image_user(client: docker.DockerClient, image: str) -> tuple[int, int]:
 
 
 def _volumes(
-    workdir: Path, api_key: str, uid: int, gid: int, model_dir: Path | None
+    workdir: Path,
+    api_key: str,
+    uid: int,
+    gid: int,
+    model_dir: Path | None,
+    bind_capture: bool = True,
 ) -> dict[str, dict[str, str]]:
     """Secret file (0400, owned by the image user), capture dir, optional model (read-only)."""
     workdir.chmod(0o700)
@@ -297,10 +309,9 @@ def _volumes(
     capture.mkdir()
     for path, mode in ((secret, 0o400), (capture, 0o700)):
         _give(path, uid, gid, mode)
-    volumes = {
-        str(secret): {"bind": SECRET_PATH, "mode": "ro"},
-        str(capture): {"bind": CAPTURE_PATH, "mode": "rw"},
-    }
+    volumes = {str(secret): {"bind": SECRET_PATH, "mode": "ro"}}
+    if bind_capture:
+        volumes[str(capture)] = {"bind": CAPTURE_PATH, "mode": "rw"}
     if model_dir is not None:
         volumes[str(_readable_model(model_dir, workdir))] = {"bind": MODEL_PATH, "mode": "ro"}
     return volumes

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 from openai import OpenAI
 
 from infra.image.build import LABEL, BuiltImage, build_image
-from infra.image.smoke import ServerHandle, run_container, smoke_checks, smoke_test
+from infra.image.smoke import (
+    CAPTURE_PATH,
+    ServerHandle,
+    run_container,
+    smoke_checks,
+    smoke_test,
+)
 from validation import manifest
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +150,99 @@ def test_mounted_model_image_passes_the_smoke_test(
     report = smoke_test(built.tag, client=docker_client, model_dir=trained_model, labels=e2e_labels)
     print(report)
     assert report.user == "10001:10001"
+
+
+# Runs as the image user inside the container: fills the capture filesystem to the last byte.
+FILL_CAPTURE = f"""
+import errno, os
+written, err = 0, None
+with open("{CAPTURE_PATH}/fill", "wb", buffering=0) as f:
+    for size in (65536, 4096, 512, 1):
+        while True:
+            try:
+                written += f.write(bytes(size))
+            except OSError as exc:
+                err = errno.errorcode.get(exc.errno, exc.errno)
+                break
+st = os.statvfs("{CAPTURE_PATH}")
+print(written, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize, err)
+"""
+CAPTURE_METRIC = re.compile(r'^canaryflow_capture_records_total\{outcome="(\w+)"\} (\S+)$', re.M)
+
+
+def capture_counts(http: httpx.Client) -> dict[str, float]:
+    """`canaryflow_capture_records_total` by outcome, from /metrics (no key: it is open)."""
+    resp = http.get("/metrics")
+    assert resp.status_code == 200, resp.text[:300]
+    return {outcome: float(value) for outcome, value in CAPTURE_METRIC.findall(resp.text)}
+
+
+def test_full_capture_disk_leaves_serving_unaffected_and_counts_drops(
+    serving_image: BuiltImage, docker_client: docker.DockerClient, e2e_labels: dict[str, str]
+) -> None:
+    """Issue #9: capture on a full filesystem: every request answers, the drops are counted."""
+    with run_container(
+        serving_image.tag, client=docker_client, api_key=API_KEY, labels=e2e_labels,
+        capture_tmpfs="size=64k",
+    ) as server, httpx.Client(base_url=server.base_url, timeout=120) as http:  # fmt: skip
+        container = server.container
+        started_at = container.attrs["State"]["StartedAt"]
+        code, out = container.exec_run(
+            ["/opt/venv/bin/python", "-c", FILL_CAPTURE], user=server.user
+        )
+        assert code == 0, out.decode(errors="replace")
+        written, free, size, err = out.decode().split()
+        print(f"injected: {CAPTURE_PATH} tmpfs of {size} B filled with {written} B ({err}), "
+              f"{free} B free")  # fmt: skip
+        assert int(free) == 0
+        before = capture_counts(http)
+        print(f"capture counters before: {before}")
+        assert "dropped_disk_full" in before, f"no disk_full counter on /metrics: {before}"
+
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        seen: list[tuple[str, int, str]] = []
+        for i in range(10):
+            prompt = f"{i}+{i + 1}"
+            body = {
+                "model": server.served_model_name, "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": prompt}], "stream": i % 2 == 1,
+            }  # fmt: skip
+            if not body["stream"]:
+                resp = http.post("/v1/chat/completions", json=body, headers=auth)
+                ok = resp.status_code == 200
+                text = (resp.json()["choices"][0]["message"]["content"] or "") if ok else resp.text
+                seen.append(("chat", resp.status_code, text))
+                continue
+            with http.stream("POST", "/v1/chat/completions", json=body, headers=auth) as resp:
+                events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+            chunks = [json.loads(e)["choices"] for e in events if e != "[DONE]"]
+            text = "".join(c[0]["delta"].get("content") or "" for c in chunks if c)
+            seen.append(("stream", resp.status_code, text))
+        print(f"requests (kind, status, answer): {seen}")
+
+        deadline = time.monotonic() + 15
+        after = capture_counts(http)
+        while after["dropped_disk_full"] - before["dropped_disk_full"] < len(seen):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+            after = capture_counts(http)
+        health = http.get("/health").status_code
+        container.reload()
+        state = container.attrs["State"]
+        log_lines = container.logs().decode(errors="replace").splitlines()
+        print(f"capture counters after: {after}")
+        print(f"/health {health}; container {state['Status']}, health "
+              f"{state['Health']['Status']}, restarts {container.attrs['RestartCount']}, "
+              f"started {state['StartedAt']} (before: {started_at})")  # fmt: skip
+        print(f"capture log lines: {[x for x in log_lines if 'capture:' in x]}")
+
+        assert [(kind, status) for kind, status, _ in seen if status != 200] == []
+        assert [kind for kind, _, text in seen if not text.strip()] == []
+        assert after["dropped_disk_full"] - before["dropped_disk_full"] >= len(seen)
+        assert after["written"] == before["written"]
+        assert health == 200
+        assert (state["Status"], state["Health"]["Status"]) == ("running", "healthy")
+        assert (container.attrs["RestartCount"], state["StartedAt"]) == (0, started_at)
+        assert list(server.capture_dir.iterdir()) == []
+        assert [x for x in log_lines if "capture:" in x and "disk_full" in x], log_lines[-20:]

@@ -127,8 +127,9 @@ class ServingSettings(MiddlewareSettings):
     )
     enforce_eager: bool | None = Field(
         None,
-        description="Skip torch.compile. Unset: eager exactly when no C++ compiler is on PATH "
-        "(torch inductor needs one on CPU; the serving image has none).",
+        description="Skip torch.compile (--enforce-eager and TORCH_COMPILE_DISABLE=1). Unset: "
+        "eager exactly when no C++ compiler is on PATH (torch inductor needs one on CPU; the "
+        "serving image has none).",
     )
     cpu_threads_bind: str = Field(
         "auto", description="VLLM_CPU_OMP_THREADS_BIND: 'auto', 'nobind' or cores like '0-1'."
@@ -184,6 +185,11 @@ class ServingSettings(MiddlewareSettings):
         }
         if self.cpu_kvcache_space_gib is not None:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(self.cpu_kvcache_space_gib)
+        if self.eager():
+            # --enforce-eager covers the model, not vLLM's op-level @torch.compile helpers:
+            # the first request for prompt logprobs (chat `echo`, `prompt_logprobs`) compiles
+            # one with inductor, which without a C++ compiler kills the engine for everyone.
+            env["TORCH_COMPILE_DISABLE"] = "1"
         return env
 
     def resolve_api_key(self) -> str | None:

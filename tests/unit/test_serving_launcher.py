@@ -56,6 +56,12 @@ def test_cpu_environment_binds_threads_and_sizes_the_kv_cache() -> None:
     assert env["HF_HUB_OFFLINE"] == "1"
 
 
+def test_eager_mode_also_disables_vllms_op_level_torch_compile() -> None:
+    """Without a C++ compiler, a prompt-logprobs request would compile one and kill the engine."""
+    assert make(enforce_eager=True).vllm_env()["TORCH_COMPILE_DISABLE"] == "1"
+    assert "TORCH_COMPILE_DISABLE" not in make(enforce_eager=False).vllm_env()
+
+
 def test_key_comes_from_env_before_file_and_file_before_nothing(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("from-file\n")

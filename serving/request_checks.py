@@ -9,6 +9,8 @@ Each was found by fuzzing the served schema (tests/e2e/test_bad_input.py); each 
 - with `use_beam_search`: `max_tokens` (or chat's `max_completion_tokens`) below 1, which
   beam search skips checking and ends in an IndexError on an empty prompt, and a
   `length_penalty` outside +-50 (scores divide by `length ** length_penalty`: 0.0);
+- `bad_words` together with structured output (`structured_outputs`, or a `response_format`
+  other than text): vLLM fails every such request (500), even when an allowed option remains;
 - `n` times the number of prompts over a limit (vLLM caps each, 16384 and 1024, not the
   product: a request for 16 million sequences is hours of work and gigabytes).
 
@@ -49,7 +51,28 @@ def check_request(path: str, body: dict[str, Any], max_sequences: int) -> None:
             raise Rejection(400, f"{name} must be an object or null, got {json_type(value)}", name)
     if body.get("use_beam_search") is True:
         check_beam_search(path, body)
+    check_bad_words(body)
     check_sequences(path, body, max_sequences)
+
+
+def check_bad_words(body: dict[str, Any]) -> None:
+    """Rejection(400) for `bad_words` with structured output, which vLLM 0.32 cannot serve."""
+    if not body.get("bad_words"):
+        return
+    structured = body.get("structured_outputs")
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if isinstance(structured, dict) and structured:
+        using = "structured_outputs"
+    elif kind not in (None, "text"):
+        using = f"response_format {kind!r}"
+    else:
+        return
+    raise Rejection(
+        400, f"bad_words cannot be combined with {using}: this server fails such requests; "
+        "send one of them, or list the allowed outputs (choice/regex) without the bad words",
+        "bad_words",
+    )  # fmt: skip
 
 
 def check_integers(body: dict[str, Any]) -> None:

@@ -43,6 +43,10 @@ def rejected(path: str, **fields: Any) -> Rejection:
         ({"use_beam_search": True, "length_penalty": 1000}, "length_penalty", "-50 and 50"),
         ({"use_beam_search": True, "max_tokens": 0}, "max_tokens", "at least 1, got 0"),
         ({"use_beam_search": True, "max_tokens": -1}, "max_tokens", "at least 1, got -1"),
+        ({"bad_words": ["yes"], "structured_outputs": {"choice": ["yes", "no"]}}, "bad_words",
+         "bad_words cannot be combined with structured_outputs"),
+        ({"bad_words": ["{"], "response_format": {"type": "json_object"}}, "bad_words",
+         "combined with response_format 'json_object'"),
         ({"n": 16385}, "n", "asks for 16385 sequences; at most 16384"),
         ({"prompt": ["a"] * 1024, "n": 17}, "n", "n=17 x 1024 prompt(s)"),
         ({"prompt": [[1, 2]] * 100, "n": 200}, "n", "20000 sequences"),
@@ -73,6 +77,9 @@ def test_chat_beam_search_checks_max_completion_tokens_too() -> None:
         (COMPLETIONS, {"use_beam_search": True, "max_tokens": "ten"}),  # vLLM names types
         (COMPLETIONS, {"max_completion_tokens": -1, "use_beam_search": True}),  # not a field
         (COMPLETIONS, {"n": 16384}),
+        (COMPLETIONS, {"bad_words": ["x"], "response_format": {"type": "text"}}),
+        (COMPLETIONS, {"bad_words": [], "structured_outputs": {"regex": "1+"}}),
+        (COMPLETIONS, {"bad_words": ["x"], "structured_outputs": None}),
         (COMPLETIONS, {"prompt": ["a"] * 1024, "n": 16}),
         (COMPLETIONS, {"prompt": [1, 2, 3] * 100, "n": 200}),  # one prompt as token ids
         (COMPLETIONS, {"n": "lots"}),

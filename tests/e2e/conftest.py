@@ -47,3 +47,13 @@ def e2e_labels() -> dict[str, str]:
 def serving_image(docker_client: docker.DockerClient, trained_model: Path) -> BuiltImage:
     """The cpu serving image with the trained demo model baked in (built once, then cached)."""
     return build_image(trained_model, progress=print)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the fault, bad-input and secret tests measured, visible without -s (CI's log)."""
+    from tests.fixtures.fault_report import SUMMARY
+
+    if SUMMARY:
+        terminalreporter.section("what the e2e attacks observed")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)

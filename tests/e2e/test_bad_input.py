@@ -38,6 +38,7 @@ from infra.image.build import BuiltImage
 from infra.targets.docker import DockerTarget
 from infra.targets.docker_containers import TARGET_LABEL
 from tests.fixtures.docker_target import make_config, running_target, variant
+from tests.fixtures.fault_report import summarize
 from tests.fixtures.openapi_fuzz import Body, Tally, field_sweep, request_bodies
 
 pytestmark = pytest.mark.e2e
@@ -270,7 +271,10 @@ def test_hostile_requests_get_4xx_that_say_what_is_wrong(router: Router) -> None
             wrong.append(f"{case.name}: message lacks {case.says!r}: {message[:300]}")
         if i % 10 == 9:
             assert_healthy(router)
-    print(f"\n{len(seen)} hostile requests; statuses {dict(Counter(s for _, s, _ in seen))}")
+    summarize(
+        f"bad input: {len(seen)} hostile requests; statuses "
+        f"{dict(Counter(s for _, s, _ in seen))}; wrong: {len(wrong)}"
+    )
     for name, status, message in seen:
         print(f"  {status} {name:38s} {message}")
     assert not wrong, "\n".join(wrong)
@@ -330,7 +334,7 @@ def test_every_schema_field_with_each_wrong_type_gets_4xx_or_2xx(
     for path, base in BASES.items():
         for body in field_sweep(served_schema, path, base):
             send(router, tally, path, body)
-    print(f"\nfield sweep: {tally.summary()} in {time.monotonic() - start:.1f} s")
+    summarize(f"bad input: field sweep {tally.summary()} in {time.monotonic() - start:.1f} s")
     assert not tally.failures, "\n".join(tally.failures[:20])
     assert_healthy(router)
     assert router.container_state() == before, "a serving container restarted"
@@ -361,7 +365,7 @@ def test_fuzzed_bodies_from_the_served_schema_never_get_5xx(
         send(router, tally, *case)
 
     fuzz()
-    print(f"\nfuzz: {tally.summary()} in {time.monotonic() - start:.1f} s")
+    summarize(f"bad input: schema fuzz {tally.summary()} in {time.monotonic() - start:.1f} s")
     assert not tally.failures, "\n".join(tally.failures[:20])
     assert tally.sent >= min(FUZZ_EXAMPLES, 50), tally.summary()
     assert_healthy(router)

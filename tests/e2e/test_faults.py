@@ -51,6 +51,8 @@ def _harness() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        # run_release is called here without a flow (its tasks still run): no API log warning
+        mp.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
         with prefect_test_harness(server_startup_timeout=90):
             yield
     TABLE.print()

@@ -22,6 +22,7 @@ from infra.image.smoke import (
     smoke_checks,
     smoke_test,
 )
+from tests.fixtures.fault_report import summarize
 from validation import manifest
 
 pytestmark = pytest.mark.e2e
@@ -232,6 +233,11 @@ def test_full_capture_disk_leaves_serving_unaffected_and_counts_drops(
         state = container.attrs["State"]
         log_lines = container.logs().decode(errors="replace").splitlines()
         print(f"capture counters after: {after}")
+        summarize(
+            f"capture disk full: {len(seen)} requests, statuses "
+            f"{sorted({status for _, status, _ in seen})}, dropped_disk_full "
+            f"{after['dropped_disk_full'] - before['dropped_disk_full']:.0f}"
+        )
         print(f"/health {health}; container {state['Status']}, health "
               f"{state['Health']['Status']}, restarts {container.attrs['RestartCount']}, "
               f"started {state['StartedAt']} (before: {started_at})")  # fmt: skip

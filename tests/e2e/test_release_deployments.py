@@ -33,6 +33,7 @@ from infra.image.build import BuiltImage
 from infra.load.traffic import send_traffic
 from infra.prefect_api import PREFECT, verdict_of
 from infra.targets.docker_containers import IMAGE_LABEL, TARGET_LABEL
+from tests.fixtures.fault_report import summarize
 from tests.fixtures.models import trained
 from tests.fixtures.secret_scan import (
     SecretScan,
@@ -233,7 +234,7 @@ def test_6_no_planted_secret_anywhere(stack: Stack, serving_image: BuiltImage) -
     scan_tree(scan, "other state files", stack.state, skip=lambda p: key_home(p) or any(
         p.is_relative_to(root) for root in parts.values()))  # fmt: skip
     print(f"{len(images)} image(s): {sorted(images)}")
-    print(scan.summary(), f"\n({time.monotonic() - started:.0f} s)")
+    summarize(f"{scan.summary()}\n  ({len(images)} image(s), {time.monotonic() - started:.0f} s)")
     assert scan.counts["image layers"] + scan.counts["image save stream"] > 0
     for place in (
         "container env",

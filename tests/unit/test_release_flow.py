@@ -183,11 +183,15 @@ def test_an_unreachable_tracking_store_is_a_clear_error_naming_the_release(
     from infra.errors import RegistryUnreachableError
 
     db = tmp_path / "mlflow.db"
-    db.mkdir()  # sqlite cannot open a directory: the store is "down"
+    uri = f"sqlite:///{db}"
+    first = ReleaseOutcome(release_id="r-8", model_name=NAME, version="2", verdict="promoted")
+    log_release_run(uri, first)  # the store is up (a fresh store that is down retries ~100 s)
+    db.rename(tmp_path / "away.db")
+    db.mkdir()  # then its file is gone: sqlite cannot open a directory
     outcome = ReleaseOutcome(release_id="r-9", model_name=NAME, version="3", verdict="aborted",
                              reasons=("promote not recorded: MLflow store is down",))  # fmt: skip
     with pytest.raises(RegistryUnreachableError) as err:
-        log_release_run(f"sqlite:///{db}", outcome)
+        log_release_run(uri, outcome)
     message = str(err.value)
     assert "release r-9" in message
     assert "ended aborted" in message

@@ -148,39 +148,28 @@ def test_canary_never_healthy_hits_the_deadline(bench: FaultBench, tmp_path: Pat
     assert_consistent(bench.target, bench.registry)
 
 
-@pytest.mark.parametrize(
-    ("status", "check"), [("500", "error_rate"), ("400", "error_rate")], ids=["5xx", "4xx"]
-)
-def test_canary_answering_errors_is_rolled_back(
-    bench: FaultBench, tmp_path: Path, status: str, check: str
+BAD_CANARIES = {
+    # id: (fault knobs, what the table says was injected, the check the record must name)
+    "5xx": ({"STANDIN_ERROR_SHARE": "0.2", "STANDIN_ERROR_STATUS": "500"},
+            "HTTP 500 for 20% of requests", "error_rate"),
+    "4xx": ({"STANDIN_ERROR_SHARE": "0.2", "STANDIN_ERROR_STATUS": "400"},
+            "HTTP 400 for 20% of requests", "error_rate"),
+    "2x slower": ({"STANDIN_LATENCY_S": "0.04"}, "40 ms per request vs 20 ms", "latency"),
+    "quality": ({"STANDIN_WRONG_SHARE": "0.3"}, "30% of answers off by one", "quality"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", list(BAD_CANARIES))
+def test_bad_canary_is_rolled_back_naming_the_failed_check(
+    bench: FaultBench, tmp_path: Path, fault: str
 ) -> None:
-    model = candidate_dir(tmp_path, f"err{status}", STANDIN_ERROR_SHARE="0.2",
-                          STANDIN_ERROR_STATUS=status)  # fmt: skip
-    with _fault(bench, f"canary answers {status}", f"HTTP {status} for 20% of requests") as row:
+    knobs, injected, check = BAD_CANARIES[fault]
+    model = candidate_dir(tmp_path, fault.replace(" ", "-"), **knobs)
+    with _fault(bench, f"canary: {fault}", injected) as row:
         outcome = _run(bench, model)
         row["verdict"] = outcome.verdict
     assert outcome.verdict == "rolled_back", _reasons(outcome)
     assert check in _reasons(outcome), _reasons(outcome)
-    assert_consistent(bench.target, bench.registry)
-
-
-def test_slower_canary_is_rolled_back_on_latency(bench: FaultBench, tmp_path: Path) -> None:
-    model = candidate_dir(tmp_path, "slow", STANDIN_LATENCY_S="0.04")
-    with _fault(bench, "2x slower canary", "40 ms per request vs 20 ms") as row:
-        outcome = _run(bench, model)
-        row["verdict"] = outcome.verdict
-    assert outcome.verdict == "rolled_back", _reasons(outcome)
-    assert "latency" in _reasons(outcome), _reasons(outcome)
-    assert_consistent(bench.target, bench.registry)
-
-
-def test_quality_regressed_canary_is_rolled_back(bench: FaultBench, tmp_path: Path) -> None:
-    model = candidate_dir(tmp_path, "wrong", STANDIN_WRONG_SHARE="0.3")
-    with _fault(bench, "quality regression", "30% of answers off by one") as row:
-        outcome = _run(bench, model)
-        row["verdict"] = outcome.verdict
-    assert outcome.verdict == "rolled_back", _reasons(outcome)
-    assert "quality" in _reasons(outcome), _reasons(outcome)
     assert_consistent(bench.target, bench.registry)
 
 

@@ -32,7 +32,6 @@ from infra.router.haproxy_config import RouterLayout, SlotState
 from infra.router.haproxy_security import RouterSecurity
 from infra.targets.docker_config import DockerTargetConfig
 from tests.fixtures.docker_target import (
-    docker_client,
     free_ports,
     make_config,
     running_target,
@@ -242,25 +241,15 @@ def raw_chunked(router: HAProxy, authorization: str) -> str:
 # -- the Docker target's settings, end to end ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def client() -> docker.DockerClient:
-    try:
-        client = docker_client()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker engine ({exc}); start it with infra/bootstrap/docker-up.sh")
-    return client
-
-
 def test_docker_target_router_enforces_its_settings(
-    tmp_path: Path, client: docker.DockerClient
+    tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:
     config: DockerTargetConfig = make_config(
         tmp_path / "state", prometheus=False, router_rate_limit_per_s=5,
         router_max_body_bytes=4096,
     )  # fmt: skip
-    with running_target(config, client=client) as target:
-        target.deploy(variant(standin_image(client), "1", "rel-1"))
+    with running_target(config, client=docker_client) as target:
+        target.deploy(variant(standin_image(docker_client), "1", "rel-1"))
         key = Path(target.api_key_file).read_text().strip()
         good = {"Authorization": f"Bearer {key}"}
         body = {"model": "tiny-chat", "messages": [{"role": "user", "content": "1+1"}]}

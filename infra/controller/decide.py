@@ -2,8 +2,8 @@
 
 Where the promote decision is recorded: the registry alias `champion` (see
 infra/targets/reconcile.py). `promote` points `champion` at the canary's version first, then
-calls `target.promote()` (when the registry cannot record that, the canary is rolled back
-instead) (100% canary → canary becomes stable → old stable removed); a crash
+calls `target.promote()` (100% canary → canary becomes stable → old stable removed); when
+the registry cannot record the decision, the canary is rolled back instead. A crash
 between the two is finished by reconcile at the next release. `rollback` needs no record
 beforehand: reconcile rolls back any canary that `champion` does not name.
 """

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.controller.model_cache import ModelCache
 from infra.errors import ModelVersionNotFoundError, RejectedVersionError, SpecError
 from infra.registry.base import (
     CHALLENGER,
@@ -49,9 +50,12 @@ def resolve(spec: ReleaseSpec, registry: ModelRegistry, work_dir: Path) -> Candi
 
 
 def download(registry: ModelRegistry, mv: ModelVersion, work_dir: Path) -> Path:
-    """The version's files under work_dir/models (a repeat download is a no-op)."""
-    dst = work_dir / "models" / f"{mv.name}-v{mv.version}"
-    return registry.download(mv.name, mv.version, dst)
+    """The version's files under work_dir/models/<content digest> (see model_cache.py):
+    a cached copy is reused only when it verifies, whatever the version number now names."""
+    cache = ModelCache(work_dir / "models")
+    path = cache.fetch(registry, mv)
+    cache.prune(keep={mv.digest})
+    return path
 
 
 def champion_dir(registry: ModelRegistry, candidate: Candidate, work_dir: Path) -> Path | None:

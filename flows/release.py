@@ -10,16 +10,26 @@ file at that commit, and the commit is recorded with the verdict.
 reconcile → resolve → validate (reject early) → package → build + smoke → first deploy
 (stable + champion, no canary) or deploy canary → canary steps → decide → report.
 The flow only calls tasks (tasks/release_steps.py, tasks/report.py) and branches on them.
+
+A failure anywhere on that path is a verdict too (infra/controller/failure.py): `error`
+with the named error and what to do, the same record (Prefect artifacts, MLflow run), the
+target settled when the failure came after deploy, the champion unchanged; the flow run
+then fails with ReleaseFailedError, so automations can alert on it.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow
 
 from infra.controller.candidate import Candidate
+from infra.controller.failure import judge_failure
 from infra.controller.ports import ReleasePorts
 from infra.controller.record import ReleaseOutcome, StepRecord, Stopwatch, Verdict, new_release_id
+from infra.controller.report import slug
 from infra.controller.wiring import real_ports
+from infra.errors import RegistryError, ReleaseFailedError
 from infra.spec import GitSource, ReleaseSpec
 from tasks import release_steps as steps
 from tasks.report import log_release_run_task, publish_report
@@ -30,7 +40,8 @@ def release(
     spec: ReleaseSpec | None = None, ports: object = None, git: GitSource | None = None
 ) -> ReleaseOutcome:
     """Release `spec.model` (or the spec pushed to `git`): promoted, rolled_back, rejected
-    (before deploy) or aborted.
+    (before deploy), aborted, or error (could not be judged: the run then fails, after its
+    record is written, with ReleaseFailedError).
 
     `ports` (a ReleasePorts; tests pass fakes) is typed `object` because Prefect builds a
     parameter schema of every argument; None (deployments) means the real ports.
@@ -39,55 +50,88 @@ def release(
         raise TypeError(f"ports must be a ReleasePorts or None, not {type(ports).__name__}")
     spec = steps.load_spec(spec, git)
     source = {} if git is None else {"repo": git.repo, "ref": git.ref, "sha": git.sha}
-    return run_release(spec, ports or real_ports(spec), source)
+    outcome = run_release(spec, ports or real_ports(spec), source)
+    if outcome.verdict == "error":
+        raise ReleaseFailedError(
+            f"release {outcome.release_id} could not be judged ({outcome.phase}): "
+            + "; ".join(outcome.reasons)
+            + f". Its record: the Prefect artifact release-{slug(outcome.model_name)}",
+            outcome,
+        )
+    return outcome
 
 
 def run_release(
     spec: ReleaseSpec, ports: ReleasePorts, source: dict[str, str] | None = None
 ) -> ReleaseOutcome:
-    """The flow's body; every effect goes through a task and `ports`."""
+    """The flow's body; every effect goes through a task and `ports`. Any failure becomes a
+    verdict (failure.py) with the usual record; the target is left consistent."""
     name = spec.model_ref()[0]
     record = _Recorder(spec, ports, new_release_id(name), source or {})
-    steps.reconcile_target(ports, name)
-    candidate = steps.resolve_candidate(spec, ports)
+    try:
+        verdict, reasons, step_records = _judge(spec, ports, record)
+    except Exception as exc:  # every failure on the release path is a verdict, not a crash
+        verdict, reasons = judge_failure(exc, record.phase)
+        record.failed_in = record.phase
+        if record.phase in _PAST_DEPLOY:
+            reasons += (steps.settle_target(ports, name),)
+        step_records = ()
+    return record.finish(verdict, reasons, step_records)
+
+
+_Judged = tuple[Verdict, tuple[str, ...], tuple[StepRecord, ...]]
+_PAST_DEPLOY = ("deploy", "canary", "decide")
+
+
+def _judge(spec: ReleaseSpec, ports: ReleasePorts, record: _Recorder) -> _Judged:
+    record.phase = "reconcile"
+    steps.reconcile_target(ports, record.candidate.name)
+    record.phase = "resolve"
+    candidate = record.candidate = steps.resolve_candidate(spec, ports)
     if candidate.version is not None and steps.plan_deploy(candidate, ports) == "serving":
-        return record.finish(candidate, "aborted", (_serving(candidate),))
+        return "aborted", (_serving(candidate),), ()
+    record.phase = "validate"
     checked = steps.validate_candidate(candidate, ports)
     record.watch.lap("validate")
     record.metrics = dict(checked.metrics)
     if not checked.passed:
         steps.reject_candidate(candidate, ports, checked.reasons)
-        return record.finish(candidate, "rejected", checked.reasons)
-    candidate = steps.package_candidate(candidate, ports, record.release_id)
+        return "rejected", checked.reasons, ()
+    record.phase = "package"
+    candidate = record.candidate = steps.package_candidate(candidate, ports, record.release_id)
+    record.phase = "build"
     built = steps.build_and_smoke(candidate, ports)
     record.watch.lap("package_build")
     record.image = built.image
     if built.image is None:
         steps.reject_candidate(candidate, ports, built.reasons)
-        return record.finish(candidate, "rejected", built.reasons)
+        return "rejected", built.reasons, ()
     return _deploy_and_judge(spec, ports, candidate, built.image, record)
 
 
 def _deploy_and_judge(
     spec: ReleaseSpec, ports: ReleasePorts, candidate: Candidate, image: str, record: _Recorder
-) -> ReleaseOutcome:
+) -> _Judged:
     plan = steps.plan_deploy(candidate, ports)
     if plan == "serving":
-        return record.finish(candidate, "aborted", (_serving(candidate),))
+        return "aborted", (_serving(candidate),), ()
+    record.phase = "deploy"
     if plan == "first":
         steps.deploy_first_release(candidate, image, spec, ports, record.release_id)
         record.watch.lap("deploy")
-        return record.finish(candidate, "promoted", ("first release: deployed as the stable",))
+        return "promoted", ("first release: deployed as the stable",), ()
     failed = steps.deploy_canary(candidate, image, spec, ports, record.release_id)
     record.watch.lap("deploy")
     if failed:
         steps.abort_canary(candidate, ports, failed)
-        return record.finish(candidate, "aborted", failed)
+        return "aborted", failed, ()
+    record.phase = "canary"
     result = steps.run_canary(spec, candidate, ports, record.release_id)
     record.watch.lap("canary")
+    record.phase = "decide"
     verdict, reasons = steps.decide(result, candidate, ports)
     record.watch.lap("decide")
-    return record.finish(candidate, verdict, reasons, result.steps)
+    return verdict, reasons, result.steps
 
 
 def _serving(candidate: Candidate) -> str:
@@ -104,21 +148,29 @@ class _Recorder:
         self.watch = Stopwatch(ports.clock)
         self.metrics: dict[str, float] = {}
         self.image: str | None = None
+        name, version, _alias = spec.model_ref()
+        self.candidate = Candidate(name=name, model_dir=Path(), version=version)
+        self.phase = "start"
+        self.failed_in: str | None = None
 
     def finish(
-        self,
-        candidate: Candidate,
-        verdict: Verdict,
-        reasons: tuple[str, ...],
-        step_records: tuple[StepRecord, ...] = (),
+        self, verdict: Verdict, reasons: tuple[str, ...], step_records: tuple[StepRecord, ...]
     ) -> ReleaseOutcome:
+        candidate = self.candidate
         outcome = ReleaseOutcome(release_id=self.release_id, model_name=candidate.name,
                                  version=candidate.version, verdict=verdict, reasons=reasons,
                                  steps=step_records, timings=self.watch.laps,
                                  metrics=self.metrics, image=self.image,
-                                 source=self.source)  # fmt: skip
+                                 source=self.source, phase=self.failed_in)  # fmt: skip
         publish_report(outcome)
         if self.ports.tracking_uri:
-            log_release_run_task(self.ports.tracking_uri, outcome)
+            try:
+                log_release_run_task(self.ports.tracking_uri, outcome)
+            except RegistryError as exc:
+                if verdict != "error":
+                    raise  # names the release, its verdict and where the record is
+                outcome = outcome.model_copy(
+                    update={"reasons": (*reasons, f"the MLflow run was not logged: {exc}")}
+                )
         print(outcome.summary())
         return outcome

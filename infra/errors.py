@@ -42,7 +42,9 @@ CanaryflowError
 │   └── NoRequestsCompletedError     not one request got an HTTP response
 ├── ImageBuildError                  the serving image could not be built (wheelhouse, base, build)
 ├── SmokeTestError                   the built image does not serve correctly; names the check
-└── TrainingError                    the demo model could not be trained as configured
+├── TrainingError                    the demo model could not be trained as configured
+└── ReleaseFailedError               a release ended with verdict `error`: it could not be judged
+                                     (the record is written; `.outcome` holds it)
 
 The git hook's errors (spec at a commit, install, emit) are in infra/githook/errors.py;
 the spec ones are SpecErrors. Inside the serving image, serving/errors.py has its own small
@@ -162,6 +164,15 @@ class NoDataError(MetricSourceError):
 
 class DriftError(CanaryflowError):
     """The drift report could not be computed from the given frames."""
+
+
+class ReleaseFailedError(CanaryflowError):
+    """A release could not be judged (verdict `error`); raised by the release flow after its
+    decision record is written, so Prefect marks the run failed. `outcome` is the record."""
+
+    def __init__(self, message: str, outcome: object = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class ImageBuildError(CanaryflowError):

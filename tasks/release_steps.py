@@ -13,10 +13,11 @@ from prefect.cache_policies import NONE
 
 from infra.controller import decide as ops
 from infra.controller.candidate import Candidate, champion_dir, register, resolve
+from infra.controller.failure import settle_after_failure
 from infra.controller.loop import CanaryController
 from infra.controller.ports import CheckReport, ReleasePorts
 from infra.controller.record import CanaryResult, Verdict
-from infra.errors import DeployError, ImageBuildError, RegistryError, SmokeTestError, SpecError
+from infra.errors import DeployError, RegistryError, SmokeTestError, SpecError
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.reconcile import reconcile
@@ -81,10 +82,12 @@ def package_candidate(candidate: Candidate, ports: ReleasePorts, release_id: str
 
 @task(name="build-and-smoke", cache_policy=NONE, timeout_seconds=3600)
 def build_and_smoke(candidate: Candidate, ports: ReleasePorts) -> Built:
-    """Content-addressed serving image, smoke-tested; a failure is a reason to reject."""
+    """Content-addressed serving image, smoke-tested; a failed smoke test is a reason to
+    reject the candidate. A failed build (ImageBuildError: engine, disk, wheelhouse) says
+    nothing about the model: it propagates and the release ends `error`, untagged."""
     try:
         return Built(image=ports.images.build(candidate.model_dir))
-    except (ImageBuildError, SmokeTestError) as exc:
+    except SmokeTestError as exc:
         return Built(image=None, reasons=(f"{type(exc).__name__}: {exc}",))
 
 
@@ -143,6 +146,12 @@ def decide(
         return ("promoted", result.reasons) if unrecorded is None else ("aborted", (unrecorded,))
     ops.rollback(ports.target, ports.registry, candidate.name, result.reasons)
     return ("aborted" if result.aborted else "rolled_back"), result.reasons
+
+
+@task(name="settle-target", cache_policy=NONE)
+def settle_target(ports: ReleasePorts, model_name: str) -> str:
+    """After a failure past deploy: the target consistent again; a sentence saying how."""
+    return settle_after_failure(ports.target, ports.registry, model_name)
 
 
 @task(name="abort-canary", cache_policy=NONE, retries=2, retry_delay_seconds=5)

@@ -126,23 +126,36 @@ def crashing_canary() -> Profile:
 
 
 class FakeCheck:
-    """A CandidateCheck that answers `reasons` (empty: passed); records the dirs it saw."""
+    """A CandidateCheck that answers `reasons` (empty: passed), or raises `error` (a check
+    that cannot run, e.g. its evaluation file is gone); records the dirs it saw."""
 
-    def __init__(self, reasons: Sequence[str] = (), metrics: dict[str, float] | None = None):
+    def __init__(
+        self,
+        reasons: Sequence[str] = (),
+        metrics: dict[str, float] | None = None,
+        error: Exception | None = None,
+    ) -> None:
         self.report = CheckReport(tuple(reasons), dict(metrics or {"quality.accuracy": 0.95}))
+        self.error = error
         self.calls: list[tuple[Path, Path | None]] = []
 
     def check(self, model_dir: Path, champion_dir: Path | None) -> CheckReport:
         self.calls.append((model_dir, champion_dir))
+        if self.error is not None:
+            raise self.error
         return self.report
 
 
 class FakeImages:
-    """An ImageBuilder that builds nothing: the tag names the model dir."""
+    """An ImageBuilder that builds nothing: the tag names the model dir; `error` is raised
+    instead (a build that fails) when given."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception | None = None) -> None:
         self.built: list[Path] = []
+        self.error = error
 
     def build(self, model_dir: Path) -> str:
         self.built.append(model_dir)
+        if self.error is not None:
+            raise self.error
         return f"canaryflow/serving:fake-{model_dir.name}"

@@ -11,7 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Verdict = Literal["promoted", "rolled_back", "rejected", "aborted"]
+Verdict = Literal["promoted", "rolled_back", "rejected", "aborted", "error"]
+"""promoted / rolled_back: judged by the canary; rejected: refused before deploy (the
+candidate's fault); aborted: stopped on purpose (nothing to release, the canary could not be
+deployed, a promote the registry could not record); error: the release could not be judged
+(a failure on the release path, named in the reasons; the champion is unchanged)."""
 
 
 class _Record(BaseModel):
@@ -60,6 +64,9 @@ class ReleaseOutcome(_Record):
     image: str | None = None
     source: dict[str, str] = Field(
         default_factory=dict, description="What started it: git repo, ref and sha of a push."
+    )
+    phase: str | None = Field(
+        None, description="The phase a verdict `error` happened in (validate, package, …)."
     )
 
     @property

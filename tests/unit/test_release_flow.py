@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from infra.controller.fake import (
 )
 from infra.controller.ports import ReleasePorts
 from infra.controller.record import ReleaseOutcome, StepRecord
-from infra.errors import RejectedVersionError, SpecError
+from infra.errors import SpecError
 from infra.registry import CHALLENGER, CHAMPION, FakeRegistry
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
@@ -119,8 +120,9 @@ def test_a_version_rejected_before_is_refused_before_any_effect(tmp_path: Path) 
     ports.registry.reject(NAME, v2, ["quality: 0.00 vs 0.98"])
     assert isinstance(ports.target, FakeTarget)
     ports.target.calls.clear()
-    with pytest.raises(RejectedVersionError, match=r"v2 was rejected .*quality: 0.00 vs 0.98"):
-        release(ReleaseSpec(model=f"models:/{NAME}/{v2}"), ports)
+    outcome = release(ReleaseSpec(model=f"models:/{NAME}/{v2}"), ports)
+    assert outcome.verdict == "rejected"
+    assert re.search(r"v2 was rejected .*quality: 0.00 vs 0.98", outcome.reasons[0])
     assert effects(ports.target) == []
 
 

@@ -32,6 +32,7 @@ from infra.controller.wiring import real_ports
 from infra.errors import RegistryError, ReleaseFailedError
 from infra.spec import GitSource, ReleaseSpec
 from tasks import release_steps as steps
+from tasks.notify import notify_verdict
 from tasks.report import log_release_run_task, publish_report
 
 
@@ -156,21 +157,25 @@ class _Recorder:
     def finish(
         self, verdict: Verdict, reasons: tuple[str, ...], step_records: tuple[StepRecord, ...]
     ) -> ReleaseOutcome:
+        """MLflow run, notification, then the Prefect record (naming what became of both)."""
         candidate = self.candidate
         outcome = ReleaseOutcome(release_id=self.release_id, model_name=candidate.name,
                                  version=candidate.version, verdict=verdict, reasons=reasons,
                                  steps=step_records, timings=self.watch.laps,
                                  metrics=self.metrics, image=self.image,
                                  source=self.source, phase=self.failed_in)  # fmt: skip
-        publish_report(outcome)
-        if self.ports.tracking_uri:
+        uri, run_id, unlogged, notes = self.ports.tracking_uri, None, None, []
+        if uri:
             try:
-                log_release_run_task(self.ports.tracking_uri, outcome)
+                run_id = log_release_run_task(uri, outcome)
             except RegistryError as exc:
-                if verdict != "error":
-                    raise  # names the release, its verdict and where the record is
-                outcome = outcome.model_copy(
-                    update={"reasons": (*reasons, f"the MLflow run was not logged: {exc}")}
-                )
+                unlogged = exc
+                notes.append(f"the MLflow run was not logged: {exc}")
+        links, delivery = notify_verdict(outcome, uri, run_id)
+        notes.append(delivery)
+        outcome = outcome.model_copy(update={"links": links, "notes": tuple(notes)})
+        publish_report(outcome)
         print(outcome.summary())
+        if unlogged is not None and verdict != "error":
+            raise unlogged  # names the release, its verdict and where the record is
         return outcome

@@ -98,6 +98,7 @@ def services(settings: Settings) -> list[Service]:
                 **pe,
                 "PYTHONPATH": str(ROOT),
                 "CANARYFLOW_ROOT": str(ROOT),  # prefect.yaml's pull step
+                "CANARYFLOW_MLFLOW_UI_URL": MLFLOW_UI_URL,  # record links (infra/notify.py)
                 "CANARYFLOW_STATE": str(settings.state),
                 "DOCKER_HOST": os.environ.get("DOCKER_HOST", DEFAULT_DOCKER_HOST),
                 "MLFLOW_DISABLE_TELEMETRY": "true",

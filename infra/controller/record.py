@@ -68,6 +68,12 @@ class ReleaseOutcome(_Record):
     phase: str | None = Field(
         None, description="The phase a verdict `error` happened in (validate, package, …)."
     )
+    links: dict[str, str] = Field(
+        default_factory=dict, description="Browser URLs of the record (prefect, mlflow)."
+    )
+    notes: tuple[str, ...] = Field(
+        (), description="What became of the record itself: MLflow run, notification."
+    )
 
     @property
     def reports(self) -> dict[str, Path]:

@@ -34,6 +34,12 @@ def markdown(outcome: ReleaseOutcome) -> str:
     if outcome.timings:
         lines += ["", "## Timings (s)", "", "| phase | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in outcome.timings.items()]
+    if outcome.links:
+        lines += ["", "## Record", ""]
+        lines += [f"- [{name}]({url})" for name, url in outcome.links.items()]
+    if outcome.notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {note}" for note in outcome.notes]
     if outcome.reports:
         lines += ["", "## Reports", ""]
         lines += [f"- [{key}]({path.resolve().as_uri()})" for key, path in outcome.reports.items()]

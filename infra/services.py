@@ -106,6 +106,17 @@ def services(settings: Settings) -> list[Service]:
             },
         ),
         Service(
+            "router-supervisor",  # infra/targets/docker_supervisor.py: HAProxy/Prometheus up
+            [str(VENV_BIN / "python"), "-m", "infra.targets.docker_supervisor"],
+            "target default: HAProxy + Prometheus",
+            None,
+            {
+                "PYTHONPATH": str(ROOT),
+                "CANARYFLOW_STATE": str(settings.state),
+                "DOCKER_HOST": os.environ.get("DOCKER_HOST", DEFAULT_DOCKER_HOST),
+            },
+        ),
+        Service(
             "mlflow-ui",
             [
                 str(VENV_BIN / "mlflow"),
@@ -233,6 +244,25 @@ def stop(settings: Settings, svc: Service) -> str:
     return "stopped"
 
 
+def router_health() -> str:
+    """What the supervisor last saw of the default Docker target's HAProxy and Prometheus."""
+    from infra.targets.docker import DockerTarget
+    from infra.targets.docker_supervisor import read_health
+
+    health = read_health(DockerTarget())
+    if health is None:
+        return "router: no supervisor report yet"
+
+    def said(key: str) -> str:
+        value = health.get(key)
+        return "off" if value is None else ("up" if value is True else "DOWN")
+
+    age = time.time() - float(str(health.get("checked_at", 0)))
+    line = f"haproxy {said('haproxy')}, prometheus {said('prometheus')}, restarts "
+    line += f"{health.get('restarts') or 'none'}, checked {age:.0f} s ago"
+    return line + (f"; last error: {health['last_error']}" if health.get("last_error") else "")
+
+
 def main(argv: list[str]) -> int:
     settings = Settings()
     action = argv[0] if argv else "status"
@@ -253,7 +283,9 @@ def main(argv: list[str]) -> int:
             state = stop(settings, svc)
         else:
             state = "up" if is_up(settings, svc) else "down"
-        print(f"{svc.name:15} {state:22} {svc.url}")
+        print(f"{svc.name:17} {state:22} {svc.url}")
+        if svc.name == "router-supervisor" and action == "status":
+            print(f"{'':17} {router_health()}")
     if action != "stop":
         print(
             f"\nexport PREFECT_API_URL={PREFECT_API_URL} MLFLOW_TRACKING_URI="

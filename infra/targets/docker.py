@@ -23,10 +23,8 @@ two processes never interleave steps.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +60,7 @@ from infra.targets.docker_errors import (
     NoStableError,
     TargetBusyError,
 )
+from infra.targets.file_lock import locked
 
 log = logging.getLogger("canaryflow.targets.docker")
 LOCK_TIMEOUT_S = 1800
@@ -273,6 +272,24 @@ class DockerTarget:
         found = [self._endpoint(m) for m in (view.stable, view.canary) if m is not None]
         return {endpoint.role: endpoint for endpoint in found}
 
+    def heal(self) -> list[str]:
+        """Restart HAProxy and Prometheus from their recorded state when they are down while
+        something is deployed (the supervisor calls it between releases); what it restarted.
+
+        Under the target's lock, so it never races a release; a target with nothing deployed
+        is left alone (there is nothing to route to, and `destroy` must stay destroyed)."""
+        with self._locked():
+            view = self._view()
+            if view.stable is None and view.canary is None:
+                return []
+            down = [] if self.router.running() else ["haproxy"]
+            if self.metrics is not None and not self.metrics.running():
+                down.append("prometheus")
+            if down:
+                self._prepare()
+                self._step("healed:" + ",".join(down))
+            return down
+
     def destroy(self) -> None:
         """Remove every container and the network of this target; stop HAProxy and Prometheus."""
         with self._locked():
@@ -356,27 +373,9 @@ class DockerTarget:
         log.info("%s: %s", self.config.name, name)
         self._on_step(name)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        path = self.config.resolved_state_dir() / "target.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a+") as f:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise DeployError(
-                            f"another process holds {path} (a release is changing target "
-                            f"{self.config.name!r}); wait for it to finish"
-                        ) from None
-                    time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        holder = f"a release is changing target {self.config.name!r}"
+        return locked(self.config.resolved_state_dir() / "target.lock", LOCK_TIMEOUT_S, holder)
 
 
 def make_docker_target(config: DockerTargetConfig | None = None, **fields: Any) -> DockerTarget:

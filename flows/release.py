@@ -85,22 +85,22 @@ _PAST_DEPLOY = ("deploy", "canary", "decide")
 
 
 def _judge(spec: ReleaseSpec, ports: ReleasePorts, record: _Recorder) -> _Judged:
-    record.phase = "reconcile"
+    record.enter("reconcile")
     steps.reconcile_target(ports, record.candidate.name)
-    record.phase = "resolve"
+    record.enter("resolve")
     candidate = record.candidate = steps.resolve_candidate(spec, ports)
     if candidate.version is not None and steps.plan_deploy(candidate, ports) == "serving":
         return "aborted", (_serving(candidate),), ()
-    record.phase = "validate"
+    record.enter("validate")
     checked = steps.validate_candidate(candidate, ports)
     record.watch.lap("validate")
     record.metrics = dict(checked.metrics)
     if not checked.passed:
         steps.reject_candidate(candidate, ports, checked.reasons)
         return "rejected", checked.reasons, ()
-    record.phase = "package"
+    record.enter("package")
     candidate = record.candidate = steps.package_candidate(candidate, ports, record.release_id)
-    record.phase = "build"
+    record.enter("build")
     built = steps.build_and_smoke(candidate, ports)
     record.watch.lap("package_build")
     record.image = built.image
@@ -116,7 +116,7 @@ def _deploy_and_judge(
     plan = steps.plan_deploy(candidate, ports)
     if plan == "serving":
         return "aborted", (_serving(candidate),), ()
-    record.phase = "deploy"
+    record.enter("deploy")
     if plan == "first":
         steps.deploy_first_release(candidate, image, spec, ports, record.release_id)
         record.watch.lap("deploy")
@@ -126,10 +126,10 @@ def _deploy_and_judge(
     if failed:
         steps.abort_canary(candidate, ports, failed)
         return "aborted", failed, ()
-    record.phase = "canary"
+    record.enter("canary")
     result = steps.run_canary(spec, candidate, ports, record.release_id)
     record.watch.lap("canary")
-    record.phase = "decide"
+    record.enter("decide")
     verdict, reasons = steps.decide(result, candidate, ports)
     record.watch.lap("decide")
     return verdict, reasons, result.steps
@@ -153,6 +153,11 @@ class _Recorder:
         self.candidate = Candidate(name=name, model_dir=Path(), version=version)
         self.phase = "start"
         self.failed_in: str | None = None
+
+    def enter(self, phase: str) -> None:
+        """The next phase begins (printed: the flow's log shows where a release is)."""
+        self.phase = phase
+        print(f"release {self.release_id}: {phase}")
 
     def finish(
         self, verdict: Verdict, reasons: tuple[str, ...], step_records: tuple[StepRecord, ...]

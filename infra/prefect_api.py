@@ -19,6 +19,7 @@ import re
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,21 @@ class PrefectApi:
         run: dict[str, Any] = self.get(f"/flow_runs/{run_id}")
         return run
 
-    def wait(self, run_id: str, timeout_s: float, poll_s: float = 2.0) -> dict[str, Any]:
-        """The flow run once its state is final; PrefectApiError after `timeout_s`."""
+    def wait(
+        self,
+        run_id: str,
+        timeout_s: float,
+        poll_s: float = 2.0,
+        on_progress: Callable[[dict[str, Any], str | None], None] | None = None,
+        progress_every_s: float = 10.0,
+    ) -> dict[str, Any]:
+        """The flow run once its state is final; PrefectApiError after `timeout_s`.
+
+        `on_progress(run, latest_log_line)` is called at least every `progress_every_s`
+        while waiting (and whenever the run logs something new), so a person watching sees
+        what the run is doing."""
         deadline = time.monotonic() + timeout_s
+        last_said, last_line = time.monotonic(), None
         while True:
             run = self.flow_run(run_id)
             if run["state_type"] in FINAL:
@@ -85,7 +98,22 @@ class PrefectApi:
                     f"flow run {run['name']} ({run_id}) still {run['state_name']} after "
                     f"{timeout_s:.0f} s; see the worker log and the Prefect UI"
                 )
+            if on_progress is not None:
+                line = self.latest_log(run_id)
+                if line != last_line or time.monotonic() - last_said >= progress_every_s:
+                    on_progress(run, line)
+                    last_said, last_line = time.monotonic(), line
             time.sleep(poll_s)
+
+    def latest_log(self, run_id: str) -> str | None:
+        """The newest log message of a flow run (its tasks' included), or None."""
+        body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC",
+                "limit": 1}  # fmt: skip
+        try:
+            logs: list[dict[str, Any]] = self.post("/logs/filter", body)
+        except OSError:
+            return None
+        return str(logs[0]["message"]).splitlines()[0] if logs else None
 
     def runs_of(self, deployment: str, after: float | None = None) -> list[dict[str, Any]]:
         """Flow runs of `flow/deployment`, oldest first, created after the epoch `after`."""

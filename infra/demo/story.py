@@ -109,7 +109,12 @@ class DemoContext:
         self, label: str, run_id: str, key: str, started: float, timeout_s: float = 3600
     ) -> Result:
         """Wait for a flow run and record its verdict (from its markdown artifact)."""
-        run = self.api.wait(run_id, timeout_s)
+
+        def progress(run: dict[str, Any], line: str | None) -> None:
+            waited = time.monotonic() - started
+            say(f"    … {waited:4.0f} s {run['state_name'].lower()}: {line or 'starting'}")
+
+        run = self.api.wait(run_id, timeout_s, on_progress=progress)
         record = self.api.markdown(run_id, key) or ""
         verdict = verdict_of(record) or run["state_name"].lower()
         result = Result(label, run_id, run["state_type"], verdict, record,

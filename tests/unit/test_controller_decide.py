@@ -131,9 +131,7 @@ def test_champion_dir_is_none_without_a_champion_or_for_itself(tmp_path: Path) -
     registry.set_alias(NAME, CHAMPION, mv.version)
     assert champion_dir(registry, cand, tmp_path / "w") is None
     other = Candidate(NAME, tmp_path, "2")
-    assert (
-        champion_dir(registry, other, tmp_path / "w") == tmp_path / "w" / "models" / "tiny-chat-v1"
-    )
+    assert champion_dir(registry, other, tmp_path / "w") == tmp_path / "w" / "models" / mv.digest
 
 
 def test_mlflow_metric_names_are_sanitised() -> None:

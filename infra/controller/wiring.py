@@ -134,16 +134,16 @@ class LocustStepLoad:
                               requests=plan.load_requests,
                               timeout_s=self.spec.load.max_step_s + 60)  # fmt: skip
         paired = self._paired(weight, requests, out_dir)
-        prometheus = _prometheus(self.target)
-        source = step_source(result.results if result else None, paired, self._scorer,
-                             capture, prometheus)  # fmt: skip
         end = time.time()
         self._last = (weight, end)
-        window_s = max(end - since, 1.0)
+        window_s = max(end - since, 1e-3)
+        records = [p for p in (result.results if result else None, paired) if p is not None]
+        prometheus = _prometheus(self.target)
+        source = step_source(result.results if result else None, paired, self._scorer,
+                             capture, prometheus, clock=lambda: end)  # fmt: skip
         drift = self._drift(result, out_dir)
         reports = self._reports(result, paired, prometheus, window_s, out_dir)
-        traffic = TrafficSource([p for p in (result.results if result else None, paired) if p],
-                                capture).counts(window_s)  # fmt: skip
+        traffic = TrafficSource(records, capture, clock=lambda: end).counts(window_s)
         return StepEvidence(source=source, health=_health(state, source, window_s),
                             window_s=window_s, drift=drift,
                             reports=reports, traffic=traffic)  # fmt: skip
@@ -188,7 +188,7 @@ class LocustStepLoad:
         if paired is not None:
             reports["paired"] = paired
             if prometheus is not None:
-                report = crosscheck(PairedSource(paired), prometheus, window_s)
+                report = crosscheck(PairedSource(paired), prometheus, window_s)  # Prometheus: now
                 reports["crosscheck"] = write_crosscheck(report, out_dir / "crosscheck.json")
         html = out_dir / "evidently.html"
         if html.is_file():

@@ -29,7 +29,8 @@ The golden set as evaluation rows (until the release's evaluation sets land):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +56,27 @@ def step_source(
     scorer: Scorer | None,
     capture: CaptureLocation | None,
     prometheus: PrometheusSource | None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> RoutedSource:
-    """The RoutedSource of one run (see the module doc for the routes)."""
+    """The RoutedSource of one run (see the module doc for the routes).
+
+    `clock` is the file sources' "now": the step load passes its run's end, so a window of
+    `end - start` seconds covers exactly that run however late the analysis queries it.
+    (Prometheus answers at its own now.)
+    """
     routes: dict[str, MetricSource] = {}
     traffic = TrafficSource([p for p in (load_jsonl, paired_jsonl) if p is not None],
-                            capture, prometheus)  # fmt: skip
+                            capture, prometheus, clock=clock)  # fmt: skip
     routes.update({m: traffic for m in _TRAFFIC_METRICS})
     if prometheus is not None:
         routes[Metric.TOKENS_PER_S] = prometheus
         routes[Metric.ITL] = prometheus
     if load_jsonl is not None:
-        locust = LocustSource(requests_jsonl=load_jsonl)
+        locust = LocustSource(requests_jsonl=load_jsonl, clock=clock)
         routes.update({m: locust for m in (Metric.LATENCY, Metric.TTFT, Metric.QUALITY)})
     if paired_jsonl is not None:
-        paired = PairedSource(paired_jsonl, scorer)
+        paired = PairedSource(paired_jsonl, scorer, clock=clock)
         routes.update({m: paired for m in _PAIRED_METRICS})
     return RoutedSource(routes)
 

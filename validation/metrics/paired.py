@@ -92,14 +92,14 @@ class PairedSource:
             raise unsupported("paired", str(metric), SUPPORTED)
         if metric in _CANARY_ONLY and variant != "canary":
             raise NoDataError(
-                f"paired: {metric!r} compares the canary with the stable on the same rows; "
+                f"paired: {str(metric)!r} compares the canary with the stable on the same rows; "
                 "query it for variant 'canary'"
             )
         pairs = self.pairs(window_s)
         sample = self._sample(str(metric), variant, window_s, pairs)
         if sample.n == 0 and sample.value is None:
             raise NoDataError(
-                f"paired: no {metric!r} observations for {variant!r} in the last "
+                f"paired: no {str(metric)!r} observations for {variant!r} in the last "
                 f"{window_s:g} s ({len(pairs)} complete pairs)"
             )
         return sample

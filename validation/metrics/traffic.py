@@ -79,7 +79,7 @@ def user_frame(capture: CaptureLocation, since: float | None = None) -> pd.DataF
     """Captured user requests (request id not synthetic), sent at or after `since`."""
     files = [p for p in capture_files(capture) if p.exists()]
     frame = read_capture(files)
-    frame = frame[~frame["request_id"].map(is_synthetic)]
+    frame = frame[~frame["request_id"].map(is_synthetic).astype(bool)]
     if since is not None:
         frame = frame[frame["ts"] >= since]
     return frame
@@ -117,7 +117,7 @@ class TrafficSource:
         else:
             sample = _output_check(str(metric), variant, window_s, outcomes)
         if sample.n == 0:
-            raise NoDataError(f"traffic: no {metric!r} requests for {variant!r} in the last "
+            raise NoDataError(f"traffic: no {str(metric)!r} requests for {variant!r} in the last "
                               f"{window_s:g} s (load, paired or user)")  # fmt: skip
         return sample
 

@@ -87,9 +87,10 @@ class LocustStepLoad:
        variant; the router load (Locust) sends only what the next decision still needs
        beyond them (infra/load/topup.py), possibly nothing; NoTrafficError when the load
        is disabled and no user request reached the canary;
-    2. then, with the router load over, the paired window sends `pairs` evaluation rows to
-       both variants directly (infra/load/paired.py), pairs sized like the canary's share
-       of `requests`, capped by `options.paired.pairs`;
+    2. then, with the router load over (it would load the stable more than the canary), the
+       paired window sends evaluation rows to both variants directly (infra/load/paired.py):
+       as many pairs as the canary's share of `requests` (what each variant needs), capped
+       by `options.paired.pairs` and its time limit; successive runs take the next rows;
     3. the evidence routes each metric to its source (infra/load/evidence.py): speed and
        quality from the paired window, errors and output checks from all traffic.
 
@@ -160,7 +161,7 @@ class LocustStepLoad:
         if settings is None or not self._rows:
             return None
         share = min(weight, 100 - weight) / 100
-        pairs = max(1, min(settings.pairs, math.ceil(requests * share), len(self._rows)))
+        pairs = max(1, min(settings.pairs, math.ceil(requests * share)))
         rows = rotate(self._rows, self._row_offset, pairs)
         self._row_offset = (self._row_offset + pairs) % len(self._rows)
         endpoints = _endpoints(self.target)

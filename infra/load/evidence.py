@@ -133,8 +133,9 @@ def golden_rows(path: Path) -> tuple[list[Row], Scorer]:
 
 
 def rotate(rows: Sequence[Row], start: int, n: int) -> list[Row]:
-    """`n` rows from `start` on, wrapping (successive runs see different rows), each once."""
+    """`n` rows from `start` on, wrapping: successive runs see the next rows, and a set
+    smaller than `n` is cycled (speed samples may repeat a row; paired quality counts each
+    row once, see PairedSource)."""
     if not rows:
         return []
-    n = min(n, len(rows))
     return [rows[(start + i) % len(rows)] for i in range(n)]

@@ -15,8 +15,8 @@ first, ...), so neither gets the first write on every connection. Requests are s
 (`stream: true`): TTFT is the first chunk carrying content, the inter-token gaps are the
 times between content chunks as they arrive, latency is the end of the stream.
 
-Bounded: at most `pairs` pairs (and never more than the rows given, each row at most once a
-window), no new pair after `time_limit_s`, each request within `request_timeout_s`; only
+Bounded: at most `pairs` pairs (and never more than the rows given), no new pair after
+`time_limit_s`, each request within `request_timeout_s`; only
 loopback endpoints are accepted (PairedWindowError otherwise). A pair is written only when
 both halves have ended (ok or not), so both sides always hold the same prompt set.
 
@@ -64,7 +64,7 @@ T = TypeVar("T")
 class PairedSettings:
     """How big and how fast one paired window is."""
 
-    pairs: int = 32
+    pairs: int = 500
     """The most pairs sent (each pair: one request to each variant)."""
     concurrency: int = 2
     """Pairs in flight at once = requests in flight per variant."""

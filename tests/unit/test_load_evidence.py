@@ -105,4 +105,4 @@ def test_golden_rows_carry_ids_and_an_exact_match_scorer(tmp_path: Path) -> None
     assert rows[1] == ("golden-1", ({"role": "user", "content": "2+5"},))
     assert scorer("golden-1", "7") == 1.0
     assert scorer("golden-1", "8") == 0.0
-    assert [r[0] for r in rotate(rows, 1, 5)] == ["golden-1", "golden-0"]  # each row once
+    assert [r[0] for r in rotate(rows, 1, 3)] == ["golden-1", "golden-0", "golden-1"]

@@ -45,6 +45,7 @@ def source(tmp_path: Path) -> PairedSource:
         half("4", "a", "stable", "42"),  # its canary half never came: not a pair
         half("5", "b", "stable", "Paris"), half("5", "b", "canary", "", ok=False, status=500),
         half("6", "a", "stable", "42", ts=NOW - 500), half("6", "a", "canary", "0", ts=NOW - 500),
+        half("7", "a", "stable", "42", ts=NOW - 1), half("7", "a", "canary", "0", ts=NOW - 1),
     ]  # fmt: skip
     return PairedSource(write(tmp_path / "paired.jsonl", records), exact, clock=lambda: NOW)
 
@@ -54,17 +55,17 @@ def test_speed_metrics_come_per_variant_from_ok_halves_of_complete_pairs(
 ) -> None:
     latency = source.query(Metric.LATENCY, "canary", 60).values
     assert latency is not None
-    assert sorted(latency) == [100.0, 100.0, 150.0]
+    assert sorted(latency) == [100.0, 100.0, 100.0, 150.0]  # pair 7 repeats row a: kept
     ttft = source.query(Metric.TTFT, "canary", 60).values
     assert ttft is not None
-    assert sorted(ttft) == [20.0, 20.0, 40.0]
+    assert sorted(ttft) == [20.0, 20.0, 20.0, 40.0]
     itl = source.query(Metric.ITL, "canary", 60).values  # per-request mean gap
     assert itl is not None
-    assert sorted(itl) == [5.0, 20.0, 20.0]
-    assert source.query(Metric.LATENCY, "stable", 60).n == 4  # pair 5's stable half is ok
+    assert sorted(itl) == [5.0, 20.0, 20.0, 20.0]
+    assert source.query(Metric.LATENCY, "stable", 60).n == 5  # pair 5's stable half is ok
 
 
-def test_paired_quality_is_the_per_row_difference_on_rows_both_answered(
+def test_paired_quality_is_the_per_row_difference_on_rows_both_answered_once_each(
     source: PairedSource,
 ) -> None:
     diff = source.query(Metric.QUALITY_PAIRED, "canary", 60)

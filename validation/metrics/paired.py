@@ -3,7 +3,9 @@
 Both variants answered the same prompts at the same concurrency, streamed, sent directly
 (not through the router), so these are the samples the analysis compares for speed and
 quality. Only complete pairs count (both halves in the file); speed metrics use the ok
-halves, the paired metrics the pairs whose two halves are both ok.
+halves, the paired metrics the pairs whose two halves are both ok, one per row (the first:
+a window that cycled a set smaller than it needed repeats rows, and a repeated row is no
+new evidence of quality).
 
     latency           values: send -> end of stream, ms, one per ok request
     ttft              values: send -> first chunk carrying content, ms
@@ -142,9 +144,9 @@ class PairedSource:
             own = [p[0] if variant == "canary" else p[1] for p in pairs]
             return Sample(**base, values=_timings(metric, [r for r in own if r.get("ok")]),
                           unit="ms")  # fmt: skip
-        both = [(c, s) for c, s in pairs if c.get("ok") and s.get("ok")]
-        dropped = (f"{len(pairs) - len(both)} pairs with a failed half left out",)
-        notes = dropped if len(both) < len(pairs) else ()
+        both = _one_per_row([(c, s) for c, s in pairs if c.get("ok") and s.get("ok")])
+        failed = sum(not (c.get("ok") and s.get("ok")) for c, s in pairs)
+        notes = (f"{failed} pairs with a failed half left out",) if failed else ()
         if metric == Metric.AGREEMENT:
             same = sum(normalized(_text(c)) == normalized(_text(s)) for c, s in both)
             return Sample(**base, successes=same, failures=len(both) - same, notes=notes)
@@ -166,6 +168,14 @@ class PairedSource:
 
     def _row_score(self, rec: Record) -> float:
         return self.score(str(rec.get("row_id")), _text(rec))
+
+
+def _one_per_row(pairs: list[tuple[Record, Record]]) -> list[tuple[Record, Record]]:
+    """The first answered pair of each row (a window that cycled a small set repeats rows)."""
+    seen: dict[str, tuple[Record, Record]] = {}
+    for pair in sorted(pairs, key=lambda p: float(p[0].get("ts") or 0.0)):
+        seen.setdefault(str(pair[0].get("row_id")), pair)
+    return list(seen.values())
 
 
 def _text(rec: Record) -> str:

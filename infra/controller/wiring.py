@@ -53,7 +53,9 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
     return ReleasePorts(
         target=target,
         registry=registry,
-        load=lambda model_dir: LocustStepLoad(spec, target, model_dir / GOLDEN_FILE),
+        load=lambda model_dir: LocustStepLoad(
+            spec, target, model_dir / GOLDEN_FILE, options=_window_options(spec)
+        ),
         check=OfflineCheck(spec),
         images=SmokedImages(),
         work_dir=settings.state / "releases",
@@ -77,6 +79,12 @@ class WindowOptions:
     scorer: Scorer | None = None
     paired: PairedSettings | None = field(default_factory=PairedSettings)
     load_enabled: bool = True
+
+
+def _window_options(spec: ReleaseSpec) -> WindowOptions:
+    """Kubernetes endpoints are in-cluster addresses the pipeline cannot reach on loopback:
+    no paired window there (the router load's evidence, as before) until one is forwarded."""
+    return WindowOptions(paired=None) if spec.target == "kubernetes" else WindowOptions()
 
 
 class LocustStepLoad:

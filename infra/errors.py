@@ -39,7 +39,9 @@ CanaryflowError
 │   ├── RouterUnreachableError       router did not answer the probe before the start
 │   ├── LoadTimeoutError             Locust overran the hard timeout; process group killed
 │   ├── LocustFailedError            Locust exited non-zero (log tail in the message)
-│   └── NoRequestsCompletedError     not one request got an HTTP response
+│   ├── NoRequestsCompletedError     not one request got an HTTP response
+│   ├── NoTrafficError               no user traffic in the window and the load is disabled
+│   └── PairedWindowError            the paired window could not reach both variants directly
 ├── ImageBuildError                  the serving image could not be built (wheelhouse, base, build)
 ├── SmokeTestError                   the built image does not serve correctly; names the check
 ├── TrainingError                    the demo model could not be trained as configured
@@ -152,6 +154,17 @@ class LocustFailedError(LoadError):
 
 class NoRequestsCompletedError(LoadError):
     """Locust ran but no request got an HTTP response: nothing to analyse."""
+
+
+class NoTrafficError(LoadError):
+    """No user traffic reached the variants and the load is disabled: nothing to judge.
+
+    The step must wait (pause) and say so; it is never a pass.
+    """
+
+
+class PairedWindowError(LoadError):
+    """The paired window cannot send to both variants directly (no endpoint, not loopback)."""
 
 
 class MetricSourceError(CanaryflowError):

@@ -39,7 +39,10 @@ class StepEvidence:
     drift: DriftResult | None = None
     """Drift of the canary's traffic vs the reference; None: not computed (inconclusive)."""
     reports: Mapping[str, Path] = field(default_factory=dict)
-    """HTML reports by kind ("locust", "evidently")."""
+    """Reports by kind ("locust", "evidently", "paired" records, "crosscheck" JSON)."""
+    traffic: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Requests in the window by origin ("load", "user", "paired"), then variant; e.g. the
+    user requests the canary answered (blast radius). Empty: not known."""
 
 
 class StepLoad(Protocol):

@@ -5,6 +5,11 @@
     locustfile.py  ChatUser: OpenAI chat completions; stops itself after a request budget
     records.py     RequestRecord (one JSONL line per request), VariantSummary, summarize()
     runner.py      LoadProfile, run_load() -> LoadResult
+    paired.py      run_paired(): each evaluation row to BOTH variants directly, streamed,
+                   interleaved, equal concurrency (the equal-conditions window)
+    topup.py       plan_top_up(): the router load sends only what captured user traffic
+                   has not supplied; NoTrafficError when the load is disabled and none came
+    evidence.py    step_source(): which metric comes from which source (RoutedSource)
 
 Locust is never imported into the pipeline process: its gevent monkey-patching hangs a
 Prefect flow process. `run_load` starts `python -m locust --headless ...` in its own process
@@ -18,7 +23,9 @@ Errors (defined in infra/errors.py):
     ├── RouterUnreachableError    the router did not answer the probe before the start
     ├── LoadTimeoutError          Locust ran past the hard timeout and was killed
     ├── LocustFailedError         Locust exited with an error (the log tail says why)
-    └── NoRequestsCompletedError  not one request got an HTTP response
+    ├── NoRequestsCompletedError  not one request got an HTTP response
+    ├── NoTrafficError            no user traffic and the load disabled: the step waits
+    └── PairedWindowError         a variant's direct endpoint is missing or not loopback
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from infra.errors import (
     LocustFailedError,
     LocustMissingError,
     NoRequestsCompletedError,
+    NoTrafficError,
+    PairedWindowError,
     PromptSourceError,
     RouterUnreachableError,
 )
@@ -39,6 +48,8 @@ __all__ = [
     "LocustFailedError",
     "LocustMissingError",
     "NoRequestsCompletedError",
+    "NoTrafficError",
+    "PairedWindowError",
     "PromptSourceError",
     "RouterUnreachableError",
 ]

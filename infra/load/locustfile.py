@@ -40,9 +40,11 @@ from infra.load.records import UNKNOWN_VARIANT, RequestRecord
 from infra.load.wire import (
     SYNTHETIC_REQUEST_PREFIX,
     chat_body,
+    completion_finish_reason,
     http_error,
     parse_completion,
     parse_stream,
+    stream_finish_reason,
 )
 from serving.middleware import MODEL_VERSION_HEADER, REQUEST_ID_HEADER, VARIANT_HEADER
 
@@ -138,6 +140,8 @@ class ChatUser(FastHttpUser):
             completion=completion,
             request_id=_header(resp, REQUEST_ID_HEADER) or request_id,
             error=error,
+            origin="load",
+            finish_reason=_finish(got) if error is None else None,
         )
 
 
@@ -160,6 +164,10 @@ def _read_stream(resp: Any, start: float) -> _Outcome:
     except Exception as exc:  # a read timeout or reset mid-stream
         out.error = f"stream broken: {type(exc).__name__}"
     return out
+
+
+def _finish(got: _Outcome) -> str | None:
+    return stream_finish_reason(got.body) if _JOB.stream else completion_finish_reason(got.body)
 
 
 def _judge(status: int, got: _Outcome, resp: Any) -> tuple[str, str | None]:

@@ -17,6 +17,18 @@ One line per request the locustfile sent, in completion order:
     request_id    str    X-Request-ID: sent by us, echoed by the serving middleware, so a
                          record joins the server's capture record of the same request
     error         str|null  why `ok` is false (short, no secrets)
+
+Added for the paired window (infra/load/paired.py); old records without them read as
+origin="load" (`origin_of`) and None for the rest:
+
+    origin        "load" | "user" | "paired"   who sent it
+    pair_id       str|null  the same id on both halves of a paired request
+    row_id        str|null  the evaluation row the prompt came from
+    itl_ms        list[float]|null  gaps between successive streamed content chunks
+    finish_reason str|null  the choice's finish_reason ("stop", "length", ...)
+
+For paired records `ttft_ms` is send -> the first chunk carrying content (not the first
+byte), and `variant` is the variant the request was sent to directly.
 """
 
 from __future__ import annotations
@@ -25,11 +37,13 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 UNKNOWN_VARIANT = "unknown"
+Origin = Literal["load", "user", "paired"]
+ORIGINS: tuple[Origin, ...] = ("load", "user", "paired")
 
 
 class RequestRecord(TypedDict):
@@ -47,6 +61,17 @@ class RequestRecord(TypedDict):
     completion: str
     request_id: str
     error: str | None
+    origin: NotRequired[Origin]
+    pair_id: NotRequired[str | None]
+    row_id: NotRequired[str | None]
+    itl_ms: NotRequired[list[float] | None]
+    finish_reason: NotRequired[str | None]
+
+
+def origin_of(record: RequestRecord | dict[str, Any]) -> str:
+    """Who sent the request; records written before `origin` existed came from the load."""
+    origin = record.get("origin")
+    return origin if isinstance(origin, str) and origin else "load"
 
 
 class VariantSummary(BaseModel):

@@ -7,6 +7,7 @@ import monkey-patches the test process with gevent).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 ERROR_CHARS = 200
@@ -58,6 +59,58 @@ def parse_stream(raw: bytes) -> tuple[str, str | None]:
             return "".join(texts), "stream carried an error event"
         texts.append(_delta_text(event))
     return "".join(texts), "stream ended without [DONE]"
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One `data:` line of an SSE chat stream, parsed."""
+
+    content: str = ""
+    finish_reason: str | None = None
+    done: bool = False  # the final `data: [DONE]`
+    error: str | None = None  # not JSON, or an error event
+
+
+def parse_sse_line(line: str) -> StreamEvent | None:
+    """The event of one SSE line as it arrives; None for blank, comment or non-data lines."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return StreamEvent(done=True)
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return StreamEvent(error="stream carried a non-JSON event")
+    if not isinstance(event, dict) or "error" in event:
+        return StreamEvent(error="stream carried an error event")
+    return StreamEvent(content=_delta_text(event), finish_reason=_finish_reason(event))
+
+
+def stream_finish_reason(raw: bytes) -> str | None:
+    """The last finish_reason an SSE body carried (None when none did)."""
+    finish = None
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        event = parse_sse_line(line)
+        if event is not None and event.finish_reason is not None:
+            finish = event.finish_reason
+    return finish
+
+
+def completion_finish_reason(raw: bytes) -> str | None:
+    """finish_reason of a non-streamed chat completion body (None when absent)."""
+    try:
+        return _finish_reason(json.loads(raw))
+    except ValueError:
+        return None
+
+
+def _finish_reason(event: Any) -> str | None:
+    choices = event.get("choices") if isinstance(event, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    reason = choices[0].get("finish_reason")
+    return reason if isinstance(reason, str) else None
 
 
 def _delta_text(event: dict[str, Any]) -> str:

@@ -6,6 +6,9 @@ prometheus.py   PrometheusSource: vLLM + HAProxy metrics per `variant` label
 locust_stats.py LocustSource: Locust --csv stats and our per-request JSONL
 capture_log.py  CaptureLogSource: the serving middleware's capture JSONL (quality)
 routed.py       RoutedSource: each metric from the source that measures it
+paired.py       PairedSource: the paired equal-conditions window (speed, paired quality)
+traffic.py      TrafficSource: errors and output checks over all traffic (load, paired,
+                users' capture, HAProxy counters)
 """
 
 from __future__ import annotations

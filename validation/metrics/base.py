@@ -19,6 +19,16 @@ Metrics (`Metric`) and what each Sample carries:
     ttft          the same for time to first token (streamed requests only)
     quality       successes / failures: golden prompts answered exactly right / wrong
     tokens_per_s  value: generated tokens per second over the window
+    itl           values (ms) or histogram of inter-token latency (streamed requests)
+    quality_paired  values: canary score - stable score per evaluation row both answered
+                  (scores in [0, 1]); query(variant="canary")
+    agreement     successes / failures: paired rows whose normalized outputs are equal /
+                  differ; query(variant="canary")
+    length_ratio  value: mean canary output length / mean stable output length on the same
+                  rows; values: per-row length difference (chars); query(variant="canary")
+    cut_at_max_tokens  successes / failures: answers that ended otherwise / were cut at
+                  max_tokens (finish_reason "length"), per variant
+    empty_answers successes / failures: non-empty / empty (blank) answers, per variant
 
 Errors (defined in infra/errors.py, re-exported here):
 
@@ -54,6 +64,13 @@ class Metric(StrEnum):
     TTFT = "ttft"
     QUALITY = "quality"
     TOKENS_PER_S = "tokens_per_s"
+    ITL = "itl"
+    QUALITY_PAIRED = "quality_paired"
+    # reference-free live checks (owner "pairedwin"; see paired.py and traffic.py)
+    AGREEMENT = "agreement"
+    LENGTH_RATIO = "length_ratio"
+    CUT_AT_MAX_TOKENS = "cut_at_max_tokens"
+    EMPTY_ANSWERS = "empty_answers"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ record per captured POST to `<dir>/capture-<variant>-<host>-<pid>.jsonl` (rotate
     ttft_ms      first streamed chunk, or null  prompt       last user message (redacted)
     completion   the served text, or null       truncated    a body hit the capture limit
     request_id   X-Request-ID (load tests: cf-load-...)   model_version  the server's version
+    finish_reason  the choice's finish_reason, or null
 
 Metrics: quality (golden prompts answered exactly right: `validation.golden.exact_match`
 of the completion against the golden answer, over 2xx records whose prompt is golden),
@@ -38,7 +39,7 @@ from validation.metrics.base import (
 )
 
 FIELDS = ("ts", "variant", "status", "latency_ms", "ttft_ms", "prompt", "completion", "truncated",
-          "request_id", "model_version")  # fmt: skip
+          "request_id", "model_version", "finish_reason")  # fmt: skip
 SUPPORTED = [Metric.QUALITY, Metric.ERRORS, Metric.LATENCY, Metric.TTFT]
 
 

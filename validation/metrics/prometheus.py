@@ -51,9 +51,22 @@ QUERIES: dict[str, str] = {
     ),
     "ttft_quantile": "histogram_quantile({q}, "
     f"sum by (le) (increase(vllm:time_to_first_token_seconds_bucket{_L}[{{window}}])))",
+    "itl_buckets": (
+        f"sum by (le) (increase(vllm:inter_token_latency_seconds_bucket{_L}[{{window}}]))"
+    ),
+    "itl_quantile": "histogram_quantile({q}, "
+    f"sum by (le) (increase(vllm:inter_token_latency_seconds_bucket{_L}[{{window}}])))",
     "tokens_per_s": f"sum(rate(vllm:generation_tokens_total{_L}[{{window}}]))",
+    "router_failures": " + ".join(
+        f"(sum(increase(haproxy_server_{name}{sel}[{{window}}])) or vector(0))"
+        for name, sel in (
+            ("http_responses_total", _5XX),
+            ("connection_errors_total", _L),
+            ("response_errors_total", _L),
+        )
+    ),
 }
-SUPPORTED = [Metric.ERRORS, Metric.LATENCY, Metric.TTFT, Metric.TOKENS_PER_S]
+SUPPORTED = [Metric.ERRORS, Metric.LATENCY, Metric.TTFT, Metric.ITL, Metric.TOKENS_PER_S]
 _VARIANT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -80,12 +93,19 @@ class PrometheusSource:
             raise ValueError(f"variant {variant!r} is not a plain label value")
         if metric == Metric.ERRORS:
             return self._errors(variant, window_s)
-        if metric in (Metric.LATENCY, Metric.TTFT):
+        if metric in (Metric.LATENCY, Metric.TTFT, Metric.ITL):
             return self._histogram(str(metric), variant, window_s)
         if metric == Metric.TOKENS_PER_S:
             value = self._scalar("tokens_per_s", variant, window_s)
             return Sample(str(metric), variant, window_s, "prometheus", value=value, unit="tok/s")
         raise unsupported("prometheus", str(metric), SUPPORTED)
+
+    def router_failures(self, variant: str, window_s: float) -> int:
+        """Requests to the variant's slot that failed at or behind the router (see above)."""
+        check_window(window_s)
+        if not _VARIANT.match(variant):
+            raise ValueError(f"variant {variant!r} is not a plain label value")
+        return round(self._scalar("router_failures", variant, window_s))
 
     def is_online(self) -> bool:
         try:

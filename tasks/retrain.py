@@ -119,9 +119,23 @@ def register(
 
 @task(name="fail-retrain", cache_policy=NONE)
 def fail_retrain(job: jobs.RetrainJob, error: BaseException) -> None:
-    """Mark the MLflow run failed with the named error; nothing was registered."""
-    _run(job).fail(error)
-    print(f"retrain failed, nothing registered or released: {type(error).__name__}: {error}")
+    """Record the named error (artifact, MLflow run failed); nothing was registered."""
+    named = f"{type(error).__name__}: {error}"
+    print(f"retrain failed, nothing registered or released: {named}")
+    lines = [f"# Retrain of {job.model_name}: failed", "", f"- error: {named}",
+             f"- trigger: {job.trigger.label}", f"- champion: {job.champion.uri or 'none'} "
+             "(unchanged, still serving)", "- nothing was registered or released",
+             f"- work directory: {job.work_dir}"]  # fmt: skip
+    create_markdown_artifact(markdown="\n".join(lines) + "\n", key=_key(job.model_name),
+                             description=f"retrain failed: {type(error).__name__}")  # fmt: skip
+    try:
+        _run(job).fail(error)
+    except Exception as exc:  # the store is down too: the flow still raises the real error
+        print(f"could not mark MLflow run {job.run_id} failed: {type(exc).__name__}: {exc}")
+
+
+def _key(model_name: str) -> str:
+    return f"retrain-{model_name.lower().replace('_', '-').replace('.', '-')}"
 
 
 def _run(job: jobs.RetrainJob) -> RetrainRun:
@@ -163,5 +177,5 @@ def publish_retrain(
              f"- release run: {release_run or 'not started (release=false)'}",
              "- lineage tags:", lineage]  # fmt: skip
     create_markdown_artifact(markdown="\n".join(lines) + "\n",
-                             key=f"retrain-{spec.model_name.lower().replace('_', '-')}",
+                             key=_key(spec.model_name),
                              description=lines[0].lstrip("# "))  # fmt: skip

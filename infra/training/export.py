@@ -128,6 +128,11 @@ def export_window(
             "or wait for more traffic"
         )
     holdout = frame["prompt"].map(lambda p: in_holdout(p, seed, holdout_fraction)).astype(bool)
+    if holdout.all():
+        raise NotEnoughTrainingDataError(
+            f"all {len(frame)} usable requests fell into the holdout split "
+            f"(holdout_fraction={holdout_fraction}); lower it or widen window_s"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     sides = {TRAIN_FILE: frame[~holdout], HOLDOUT_FILE: frame[holdout]}
     sha = hashlib.sha256()

@@ -38,6 +38,7 @@ EXPERIMENT = "canaryflow-retrain"
 PARENT_TAG = "canaryflow.parent_version"
 DATA_DIGEST_TAG = "canaryflow.data_digest"
 RETRAIN_RUN_TAG = "canaryflow.retrain_run_id"
+TAG_CHARS = 5000  # MLflow's limit on a model version tag value
 
 
 def _iso(ts: float) -> str:
@@ -62,8 +63,8 @@ def lineage_tags(
         "canaryflow.data_window": f"{_iso(data.since)}/{_iso(data.until)}",
         "canaryflow.data_rows": f"{len(data.train)} train + {len(data.holdout)} holdout",
         "canaryflow.trigger": trigger.label,
-        "canaryflow.trainer": trainer,
-        "canaryflow.trainer_params": json.dumps(dict(trainer_params), sort_keys=True),
+        "canaryflow.trainer": trainer[:TAG_CHARS],
+        "canaryflow.trainer_params": json.dumps(dict(trainer_params), sort_keys=True)[:TAG_CHARS],
         RETRAIN_RUN_TAG: run_id,
     }
 

@@ -140,3 +140,10 @@ def test_too_few_user_requests_says_how_many_and_how_many_are_needed(tmp_path: P
     assert not (tmp_path / "out").exists()
     with pytest.raises(NotEnoughTrainingDataError, match="0 usable"):
         export(tmp_path / "no-capture", tmp_path / "out", min_requests=1)
+
+
+def test_an_export_with_nothing_left_to_train_on_is_refused(tmp_path: Path) -> None:
+    seed = next(s for s in range(100) if in_holdout("question 0", s, 0.5))
+    capture = write_capture(tmp_path / "cap", users(1))
+    with pytest.raises(NotEnoughTrainingDataError, match="all 1 usable requests fell into"):
+        export(capture, tmp_path / "out", holdout_fraction=0.5, seed=seed)

@@ -44,7 +44,13 @@ CanaryflowError
 │   └── PairedWindowError            the paired window could not reach both variants directly
 ├── ImageBuildError                  the serving image could not be built (wheelhouse, base, build)
 ├── SmokeTestError                   the built image does not serve correctly; names the check
-├── TrainingError                    the demo model could not be trained as configured
+├── TrainingError                    a candidate could not be trained (nothing registered)
+│   ├── NotEnoughTrainingDataError   too few captured user requests in the window
+│   ├── EvaluationLeakError          training data would contain evaluation-set prompts
+│   ├── TrainerStartError            the trainer does not exist or cannot be started
+│   ├── TrainerFailedError           the trainer exited non-zero / its run failed (log tail)
+│   ├── TrainerTimeoutError          the trainer overran timeout_s (process group killed)
+│   └── TrainerOutputError           no result, or a model directory that fails its checks
 └── ReleaseFailedError               a release ended with verdict `error`: it could not be judged
                                      (the record is written; `.outcome` holds it)
 
@@ -125,7 +131,31 @@ class DeployError(CanaryflowError):
 
 
 class TrainingError(CanaryflowError):
-    """The demo model could not be trained with the given configuration."""
+    """A candidate could not be trained; nothing was registered or released."""
+
+
+class NotEnoughTrainingDataError(TrainingError):
+    """The window holds fewer usable captured user requests than training needs."""
+
+
+class EvaluationLeakError(TrainingError):
+    """Training data would contain prompts of the release's evaluation set."""
+
+
+class TrainerStartError(TrainingError):
+    """The trainer (command or deployment) does not exist or could not be started."""
+
+
+class TrainerFailedError(TrainingError):
+    """The trainer exited non-zero or its flow run failed; the message has its log tail."""
+
+
+class TrainerTimeoutError(TrainingError):
+    """The trainer overran its timeout_s; a command's process group was killed."""
+
+
+class TrainerOutputError(TrainingError):
+    """The trainer left no usable result: no result.json, or a model that fails its checks."""
 
 
 class LoadError(CanaryflowError):

@@ -5,7 +5,8 @@
 
 The MLflow run is attached to the candidate: tags `canaryflow.model_name` /
 `canaryflow.model_version` on the run, and `canaryflow.release_run_id` /
-`canaryflow.decision` on the model version when the version lives in the same store.
+`canaryflow.decision` / `canaryflow.image` (the serving image's tag, named by its content
+digest) on the model version when the version lives in the same store.
 """
 
 from __future__ import annotations
@@ -111,9 +112,11 @@ def _tag_version(client: Any, outcome: ReleaseOutcome, run_id: str) -> None:
 
     if outcome.version is None:
         return
+    tags = {"canaryflow.release_run_id": run_id, "canaryflow.decision": outcome.verdict}
+    if outcome.image:  # the tag is the image's content digest (infra/image): model → image
+        tags["canaryflow.image"] = outcome.image
     try:
-        for key, value in (("canaryflow.release_run_id", run_id),
-                           ("canaryflow.decision", outcome.verdict)):  # fmt: skip
+        for key, value in tags.items():
             client.set_model_version_tag(outcome.model_name, outcome.version, key, value)
     except MlflowException:
         pass  # the registry is elsewhere (or a fake): the run's own tags still link them

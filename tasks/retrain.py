@@ -1,33 +1,30 @@
-"""Prefect tasks of the retrain flow: thin wrappers around infra/demo_model/retrain.py."""
+"""Prefect tasks of the retrain flow: thin wrappers around infra/training/."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from infra.demo_model.release_candidate import CandidateReport, train_and_register
-from infra.demo_model.retrain import (
-    RetrainSpec,
-    champion_config,
-    observed_task,
-    plan,
-    release_parameters,
-)
-from infra.demo_model.train import TrainConfig
-from infra.errors import ModelVersionNotFoundError
-from infra.monitor.drift_watch import capture_window
 from infra.registry import registry_from_uri
-from infra.registry.base import CHALLENGER, CHAMPION
+from infra.registry.base import ModelVersion
 from infra.settings import Settings
+from infra.spec import ReleaseSpec
+from infra.training import job as jobs
+from infra.training.candidate import CheckedModel, checked_model, register_candidate
+from infra.training.export import TrainingData, export_window
+from infra.training.lineage import RetrainRun, lineage_tags
+from infra.training.request import TrainerResult
+from infra.training.spec import RetrainSpec, release_parameters
+from infra.training.trainers import make_trainer
 
 
 @task(name="effective-spec", cache_policy=NONE)
-def effective_spec(spec: RetrainSpec | None, drift: dict[str, Any] | None) -> RetrainSpec:
-    """The spec (or defaults) for the model the drift event names, if one triggered this."""
-    spec = spec or RetrainSpec()
+def effective_spec(spec: RetrainSpec, drift: dict[str, Any] | None) -> RetrainSpec:
+    """The spec, for the model the drift event names if one triggered this run."""
     if drift:
         print(f"triggered by drift: {drift.get('reason', drift)}")
         if isinstance(drift.get("model"), str):
@@ -35,33 +32,116 @@ def effective_spec(spec: RetrainSpec | None, drift: dict[str, Any] | None) -> Re
     return spec
 
 
-@task(name="plan-retrain", cache_policy=NONE, retries=2, retry_delay_seconds=5)
-def plan_retrain(spec: RetrainSpec) -> tuple[TrainConfig, str]:
-    """The new training config (champion's, widened to recent traffic) and why."""
+@task(name="start-retrain", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def start_retrain(
+    spec: RetrainSpec, drift: dict[str, Any] | None, event_id: str | None
+) -> jobs.RetrainJob:
+    """Work directory, the champion (verified local copy), the retrain's MLflow run."""
+    settings = Settings()
+    trigger = jobs.trigger_of(drift, event_id)
+    job = jobs.RetrainJob.create(settings.state / "retrain", spec.model_name, trigger)
+    job = jobs.with_champion(job, registry_from_uri(settings.mlflow_uri()))
+    run = RetrainRun.open(settings.mlflow_uri(), spec.model_name, trigger)
+    print(f"retrain of {spec.model_name} ({trigger.label}) from champion "
+          f"{job.champion.uri or 'none'} in {job.work_dir}")  # fmt: skip
+    return jobs.RetrainJob(job.model_name, job.work_dir, trigger, job.champion, run.run_id)
+
+
+@task(name="export-training-data", cache_policy=NONE)
+def export_training_data(spec: RetrainSpec, job: jobs.RetrainJob) -> TrainingData:
+    """The window's captured user traffic, minus evaluation prompts, as train/holdout Parquet."""
+    import time
+
+    from infra.controller.wiring import GOLDEN_FILE
     from infra.targets import docker, make_target
 
+    if spec.capture_dir is not None:
+        capture_dir = Path(spec.capture_dir)
+    else:
+        docker.register()
+        capture_dir = Path(getattr(make_target("docker"), "capture_dir", job.work_dir / "none"))
+    until = time.time()
+    data = export_window(capture_dir, job.data_dir, since=until - spec.window_s,
+                         until=until, evaluation_prompts=jobs.evaluation_prompts(
+                             _evaluation_files(spec, job, GOLDEN_FILE)),
+                         min_requests=spec.min_requests, holdout_fraction=spec.holdout_fraction,
+                         seed=spec.split_seed)  # fmt: skip
+    print(data.summary())
+    _run(job).log_data(data, job.champion)
+    return data
+
+
+def _evaluation_files(spec: RetrainSpec, job: jobs.RetrainJob, golden: str) -> list[Path]:
+    """The release's evaluation rows: its spec's evaluation file, and (as the release still
+    judges on them) the champion's own evaluation rows."""
+    files = []
+    evaluation = spec.release_spec.get("evaluation")
+    if isinstance(evaluation, dict) and isinstance(evaluation.get("path"), str):
+        files.append(Path(evaluation["path"]))
+    if job.champion.model_dir:
+        files.append(Path(job.champion.model_dir) / golden)
+    return files
+
+
+@task(name="train-candidate", cache_policy=NONE)
+def train_candidate(
+    spec: RetrainSpec, job: jobs.RetrainJob, data: TrainingData
+) -> tuple[TrainerResult, CheckedModel]:
+    """Run the trainer on request.json; check what it returns like any candidate."""
+    trainer = make_trainer(spec.trainer)
+    _run(job).log_trainer(trainer.describe(), trainer.parameters())
+    request = jobs.write_request(job, data, trainer)
+    print(f"running {trainer.describe()} on {request}")
+    result = trainer.train(request, job.output_dir)
+    flavor = ReleaseSpec.model_validate({**spec.release_spec, "model": "models:/c/1"})
+    model = checked_model(result, registry_from_uri(Settings().mlflow_uri()), job.work_dir,
+                          flavor=flavor.serving.flavor, trainer=trainer.describe())  # fmt: skip
+    print(f"{trainer.describe()} produced {model.model_dir}: {model.report.architecture}, "
+          f"{model.report.num_params:,} params; metrics {result.metrics}")  # fmt: skip
+    return result, model
+
+
+@task(name="register-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def register(
+    spec: RetrainSpec, job: jobs.RetrainJob, data: TrainingData,
+    result: TrainerResult, model: CheckedModel,
+) -> ModelVersion:  # fmt: skip
+    """Register as `challenger` with the lineage tags; close the MLflow run."""
+    trainer = make_trainer(spec.trainer)
+    tags = lineage_tags(job.champion, data, job.trigger, trainer.describe(),
+                        trainer.parameters(), job.run_id, result.tags)  # fmt: skip
     registry = registry_from_uri(Settings().mlflow_uri())
+    mv = register_candidate(registry, spec.model_name, model, tags,
+                            champion_version=job.champion.version)  # fmt: skip
+    _run(job).finish(mv.uri, result.metrics, job.request_path)
+    return mv
+
+
+@task(name="fail-retrain", cache_policy=NONE)
+def fail_retrain(job: jobs.RetrainJob, error: BaseException) -> None:
+    """Record the named error (artifact, MLflow run failed); nothing was registered."""
+    named = f"{type(error).__name__}: {error}"
+    print(f"retrain failed, nothing registered or released: {named}")
+    lines = [f"# Retrain of {job.model_name}: failed", "", f"- error: {named}",
+             f"- trigger: {job.trigger.label}", f"- champion: {job.champion.uri or 'none'} "
+             "(unchanged, still serving)", "- nothing was registered or released",
+             f"- work directory: {job.work_dir}"]  # fmt: skip
+    create_markdown_artifact(markdown="\n".join(lines) + "\n", key=_key(job.model_name),
+                             description=f"retrain failed: {type(error).__name__}")  # fmt: skip
     try:
-        champion = registry.get_by_alias(spec.model_name, CHAMPION)
-        base, origin = champion_config(champion.tags), f"champion v{champion.version}"
-    except ModelVersionNotFoundError:
-        base, origin = champion_config(None), "the default config (no champion yet)"
-    docker.register()
-    capture_dir = getattr(make_target("docker"), "capture_dir", None)
-    seen, n = None, 0
-    if capture_dir is not None:
-        window = capture_window(capture_dir, spec.window_s)
-        seen, n = observed_task(window.frame["prompt"])
-    config = plan(base, seen, n, spec)
-    why = (f"from {origin}: task {base.task.model_dump()} → {config.task.model_dump()} "
-           f"({n} recent live prompts parsed), {base.steps} → {config.steps} steps")  # fmt: skip
-    return config, why
+        _run(job).fail(error)
+    except Exception as exc:  # the store is down too: the flow still raises the real error
+        print(f"could not mark MLflow run {job.run_id} failed: {type(exc).__name__}: {exc}")
 
 
-@task(name="train-and-register", cache_policy=NONE, timeout_seconds=3600)
-def train_candidate(config: TrainConfig, name: str) -> CandidateReport:
-    """Train, check the artifact, register as `challenger` (idempotent on content)."""
-    return train_and_register(config, register=True, name=name, alias=CHALLENGER)
+def _key(model_name: str) -> str:
+    return f"retrain-{model_name.lower().replace('_', '-').replace('.', '-')}"
+
+
+def _run(job: jobs.RetrainJob) -> RetrainRun:
+    from mlflow.tracking import MlflowClient
+
+    return RetrainRun(MlflowClient(Settings().mlflow_uri()), job.run_id)
 
 
 @task(name="start-release", cache_policy=NONE, retries=2, retry_delay_seconds=5)
@@ -80,20 +160,22 @@ def start_release(spec: RetrainSpec, version: str) -> str:
 
 @task(name="publish-retrain-report", cache_policy=NONE)
 def publish_retrain(
-    spec: RetrainSpec,
-    why: str,
-    report: CandidateReport,
-    drift: dict[str, Any] | None,
-    release_run: str | None,
-) -> None:
-    """Markdown record: what triggered it, the data, the score, the version, the release."""
-    v = report.version
-    lines = [f"# Retrained {spec.model_name}: v{v.version if v else '?'}", "",
-             f"- trigger: {'drift event: ' + str(drift.get('reason')) if drift else 'schedule'}",
-             f"- plan: {why}",
-             f"- exact match on held-out golden set: {report.result.exact_match:.1%} "
-             f"({report.result.n_eval} problems), trained in {report.result.seconds:.0f} s",
-             f"- release run: {release_run or 'not started (release=false)'}"]  # fmt: skip
+    spec: RetrainSpec, job: jobs.RetrainJob, data: TrainingData, result: TrainerResult,
+    version: ModelVersion, release_run: str | None,
+) -> None:  # fmt: skip
+    """Markdown record: trigger, data, trainer, the version and its lineage, the release."""
+    lineage = "\n".join(f"  - `{k}`: {v}" for k, v in sorted(version.tags.items())
+                        if k.startswith("canaryflow."))  # fmt: skip
+    lines = [f"# Retrained {spec.model_name}: v{version.version}", "",
+             f"- trigger: {job.trigger.label}"
+             + (f" ({job.trigger.event.get('reason')})" if job.trigger.event else ""),
+             f"- parent: {job.champion.uri or 'none (first training)'}",
+             f"- data: {data.summary()}",
+             f"- trainer: {make_trainer(spec.trainer).describe()}",
+             f"- metrics: {result.metrics or 'none reported'}",
+             f"- MLflow run: {job.run_id}",
+             f"- release run: {release_run or 'not started (release=false)'}",
+             "- lineage tags:", lineage]  # fmt: skip
     create_markdown_artifact(markdown="\n".join(lines) + "\n",
-                             key=f"retrain-{spec.model_name.lower().replace('_', '-')}",
+                             key=_key(spec.model_name),
                              description=lines[0].lstrip("# "))  # fmt: skip

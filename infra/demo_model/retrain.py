@@ -1,9 +1,10 @@
-"""Retraining plan: the champion's training config, widened to the traffic it now gets.
+"""The demo trainer's retraining plan: the champion's config, widened to the traffic it gets.
 
-    spec = RetrainSpec(model_name="tiny-chat")
-    seen = observed_task(window.frame["prompt"])        # TaskSpec of recent live prompts
-    config = plan(base_config, seen, spec)              # reference + recent data
-    release_parameters(spec, version)                   # the release deployment's parameters
+    seen, n = observed_task(train_frame["prompt"])      # TaskSpec of the exported prompts
+    config = plan(champion_config(tags), seen, n, min_prompts=20)   # reference + recent data
+
+Used by the demo's trainer entry point (infra/demo_model/trainer.py), which the retrain flow
+runs like any other team's trainer.
 
 "Reference + recent data": the new task covers the union of what the champion was trained
 on (its `canaryflow.train_config` tag) and the operand range and operators of recent live
@@ -17,60 +18,12 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra.demo_model.train import TrainConfig
-from infra.spec import ReleaseSpec
 from validation.golden import TaskSpec
 
 _PROMPT = re.compile(r"^\s*(\d{1,4})\s*([+\-*])\s*(\d{1,4})\s*$")
 TRAIN_CONFIG_TAG = "canaryflow.train_config"
-
-
-class RetrainSpec(BaseModel):
-    """How a retrain run finds its data and what it does with the candidate."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    model_name: str = Field(
-        "tiny-chat", pattern=r"^[A-Za-z0-9_.-]+$", description="Registered model to retrain."
-    )
-    window_s: float = Field(
-        86_400.0, gt=0, description="Recent live traffic (captured) to learn the new range from."
-    )
-    min_prompts: int = Field(
-        20, ge=1, description="Fewer parseable recent prompts than this: keep the old task."
-    )
-    steps: int | None = Field(
-        None, ge=1, description="Optimizer steps; None: the champion's, scaled to the new task."
-    )
-    max_steps: int = Field(4000, ge=1, description="Upper bound on the scaled step budget.")
-    release: bool = Field(True, description="Start a release of the candidate when trained.")
-    release_deployment: str = Field(
-        "release/release",
-        pattern=r"^[^/\s]+/[^/\s]+$",
-        description="Deployment (flow/deployment) that releases it.",
-    )
-    release_spec: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra ReleaseSpec fields for that release (e.g. canary, load); the model "
-        "is set to the new version.",
-    )
-
-    @field_validator("release_spec")
-    @classmethod
-    def _release_spec(cls, v: dict[str, Any]) -> dict[str, Any]:
-        # Checked now, not hours later when the trained candidate's release would fail.
-        try:
-            ReleaseSpec.model_validate({**v, "model": "models:/candidate/1"})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise ValueError(f"release_spec is not a valid ReleaseSpec: {problems}") from None
-        return v
 
 
 def observed_task(prompts: Iterable[object]) -> tuple[TaskSpec | None, int]:
@@ -111,17 +64,19 @@ def champion_config(tags: Mapping[str, str] | None) -> TrainConfig:
     return TrainConfig.model_validate(json.loads(raw))
 
 
-def plan(base: TrainConfig, seen: TaskSpec | None, n_seen: int, spec: RetrainSpec) -> TrainConfig:
-    """The new config: widened task; steps grow with sqrt(problems ratio), capped."""
-    task = widened(base.task, seen if n_seen >= spec.min_prompts else None)
-    if spec.steps is not None:
-        steps = spec.steps
-    else:
+def plan(
+    base: TrainConfig,
+    seen: TaskSpec | None,
+    n_seen: int,
+    *,
+    min_prompts: int = 20,
+    steps: int | None = None,
+    max_steps: int = 4000,
+) -> TrainConfig:
+    """The new config: widened task (when at least `min_prompts` parsed); steps as given, or
+    growing with sqrt(problems ratio), capped by `max_steps`."""
+    task = widened(base.task, seen if n_seen >= min_prompts else None)
+    if steps is None:
         ratio = problems(task) / problems(base.task)
-        steps = min(spec.max_steps, max(base.steps, math.ceil(base.steps * math.sqrt(ratio))))
+        steps = min(max_steps, max(base.steps, math.ceil(base.steps * math.sqrt(ratio))))
     return base.model_copy(update={"task": task, "steps": steps})
-
-
-def release_parameters(spec: RetrainSpec, name: str, version: str) -> dict[str, Any]:
-    """Parameters of the release deployment run for the new version."""
-    return {"spec": {**spec.release_spec, "model": f"models:/{name}/{version}"}}

@@ -17,6 +17,7 @@ Usage::
     registry: ModelRegistry = MlflowRegistry("sqlite:////var/lib/canaryflow/mlflow.db")
     mv = registry.register("tiny-chat", Path("out/v2"), {"git.sha": sha}, alias="challenger")
     registry.set_alias("tiny-chat", CHAMPION, mv.version)   # promote
+    registry.set_tags("tiny-chat", mv.version, {"canaryflow.parent_version": "1"})
     registry.reject("tiny-chat", mv.version, ["p95 latency +40% vs stable"])  # or roll back
     champion = registry.get_by_alias("tiny-chat", CHAMPION)
     model_dir = registry.download("tiny-chat", champion.version, Path("/srv/models/tiny-chat"))
@@ -96,6 +97,10 @@ class ModelRegistry(Protocol):
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove `alias`; a no-op if it does not exist."""
+        ...
+
+    def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> ModelVersion:
+        """Add or overwrite `tags` on the version (lineage written after registration)."""
         ...
 
     def reject(self, name: str, version: str, reasons: Sequence[str]) -> ModelVersion:

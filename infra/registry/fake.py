@@ -116,6 +116,12 @@ class FakeRegistry:
         self._call("delete_alias", name, alias)
         self._model(name).aliases.pop(alias, None)
 
+    def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> ModelVersion:
+        self._call("set_tags", name, version, dict(tags))
+        mv = self._view(name, version)
+        self._model(name).versions[version] = replace(mv, tags={**mv.tags, **tags}, aliases=())
+        return self._view(name, version)
+
     def reject(self, name: str, version: str, reasons: Sequence[str]) -> ModelVersion:
         self._call("reject", name, version, list(reasons))
         model = self._model(name)

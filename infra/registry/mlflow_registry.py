@@ -168,6 +168,12 @@ class MlflowRegistry:
         with self._errors(f"delete {name}@{alias}"):
             self.client.delete_registered_model_alias(name, alias)
 
+    def set_tags(self, name: str, version: str, tags: Mapping[str, str]) -> ModelVersion:
+        with self._errors(f"tag {name} version {version}"):
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, str(version), key, value)
+        return self.get(name, version)
+
     def reject(self, name: str, version: str, reasons: Sequence[str]) -> ModelVersion:
         version = str(version)
         with self._errors(f"reject {name} version {version}"):

@@ -178,11 +178,13 @@ def test_5_drift_check_retrain_and_release_chain(stack: Stack) -> None:
     started = time.time()
     sent = send_traffic(router, key, NAME, drifted)
     assert sent.ok == 150
-    # A fast retrain: few steps (quality well under the gate, so its release is rejected
-    # offline in seconds) — the chain, not the model, is under test here.
+    # A fast retrain: prefect.yaml's (demo) trainer told to take few steps (quality well
+    # under the gate, so its release is rejected offline in seconds) — the chain, not the
+    # model, is under test here.
     dep = stack.api.get("/deployments/name/retrain/retrain")
-    stack.api.patch(f"/deployments/{dep['id']}", {"parameters": {"spec": {
-        "model_name": NAME, "steps": 20, "window_s": 600}}})  # fmt: skip
+    spec = {**dep["parameters"]["spec"], "model_name": NAME, "window_s": 600}
+    spec["trainer"] = {**spec["trainer"], "command": [*spec["trainer"]["command"], "--steps", "20"]}
+    stack.api.patch(f"/deployments/{dep['id']}", {"parameters": {"spec": spec}})
     check = stack.api.run_deployment("drift-check/drift-check", {"spec": {
         "model_name": NAME, "since": started, "min_rows": 100}})  # fmt: skip
     stack.api.wait(check, 300)
@@ -193,6 +195,7 @@ def test_5_drift_check_retrain_and_release_chain(stack: Stack) -> None:
     assert retrain["parameters"]["drift"]["model"] == NAME
     assert retrain["parameters"]["drift"]["drift_share"] >= 0.5
     assert stack.api.wait(retrain["id"], 600)["state_type"] == "COMPLETED"
+    print(stack.api.markdown(retrain["id"], "retrain-tiny-chat") or "")  # its lineage tags
     follow = stack.api.wait_for_new_run(RELEASE, after=started, timeout_s=60)
     assert follow["parameters"]["spec"]["model"] == f"models:/{NAME}/4"
     assert stack.api.wait(follow["id"], 600)["state_type"] == "COMPLETED"

@@ -1,4 +1,5 @@
-"""Retrain planning: what recent traffic asks for, widened over the champion's task."""
+"""The demo trainer's plan: what recent traffic asks for, widened over the champion's task
+(its entry point runs in tests/integration/test_retrain_flow.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import pytest
 
 from infra.demo_model.retrain import (
     TRAIN_CONFIG_TAG,
-    RetrainSpec,
     champion_config,
     observed_task,
     plan,
-    release_parameters,
     widened,
 )
 from infra.demo_model.train import TrainConfig
+from infra.training.spec import RetrainSpec, release_parameters
 from validation.golden import TaskSpec
 
 
@@ -34,12 +34,12 @@ def test_widening_keeps_the_reference_and_adds_what_was_seen() -> None:
 def test_steps_grow_with_the_problem_count_and_are_capped() -> None:
     base = TrainConfig(steps=1000)
     seen = TaskSpec(min_operand=100, max_operand=199)
-    doubled = plan(base, seen, 50, RetrainSpec())
+    doubled = plan(base, seen, 50)
     assert doubled.task.max_operand == 199
     assert doubled.steps == 2000  # 4x the problems -> sqrt -> 2x the steps
-    assert plan(base, seen, 50, RetrainSpec(max_steps=1500)).steps == 1500
-    assert plan(base, seen, 50, RetrainSpec(steps=10)).steps == 10
-    too_few = plan(base, seen, 5, RetrainSpec(min_prompts=20))
+    assert plan(base, seen, 50, max_steps=1500).steps == 1500
+    assert plan(base, seen, 50, steps=10).steps == 10
+    too_few = plan(base, seen, 5, min_prompts=20)
     assert too_few.task == base.task  # five prompts are not a distribution
     assert too_few.steps == 1000
 
@@ -51,13 +51,21 @@ def test_the_champion_config_comes_from_its_tag() -> None:
     assert champion_config({"other": "x"}) == TrainConfig()
 
 
+COMMAND = {"kind": "command", "command": ["{python}", "-m", "infra.demo_model.trainer",
+                                          "{request}"]}  # fmt: skip
+
+
 def test_the_release_gets_the_new_version_and_the_extra_spec_fields() -> None:
-    spec = RetrainSpec(release_spec={"canary": {"steps": [50]}, "model": "ignored"})
+    spec = RetrainSpec.model_validate(
+        {"trainer": COMMAND, "release_spec": {"canary": {"steps": [50]}, "model": "ignored"}}
+    )
     assert release_parameters(spec, "tiny-chat", "7") == {
         "spec": {"canary": {"steps": [50]}, "model": "models:/tiny-chat/7"}
     }
 
 
 def test_a_bad_spec_is_refused_before_anything_runs() -> None:
-    with pytest.raises(ValueError, match="max_steps"):
-        RetrainSpec(max_steps=0)
+    with pytest.raises(ValueError, match="min_requests"):
+        RetrainSpec.model_validate({"trainer": COMMAND, "min_requests": 0})
+    with pytest.raises(ValueError, match="trainer"):
+        RetrainSpec.model_validate({})

@@ -20,12 +20,12 @@ from pydantic import BaseModel, ValidationError
 from flows.release import release
 from infra.controller.fake import FakeCheck, FakeClock, FakeImages, FakeStepLoad, good_canary
 from infra.controller.ports import ReleasePorts
-from infra.demo_model.retrain import RetrainSpec
 from infra.githook.errors import SpecInvalidError
 from infra.monitor.drift_watch import DriftCheckSpec
 from infra.registry import FakeRegistry
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.fake import FakeTarget
+from infra.training.spec import RetrainSpec
 
 URI = "models:/tiny-chat@challenger"
 INF, NAN = float("inf"), float("nan")
@@ -153,19 +153,22 @@ DRIFT: list[tuple[str, object, str]] = [
 ]
 RETRAIN: list[tuple[str, object, str]] = [
     ("window_s", -1, f"{GT} 0"),
-    ("min_prompts", 0, f"{GE} 1"),
-    ("steps", 0, f"{GE} 1"),
-    ("max_steps", "many", INT),
+    ("min_requests", 0, f"{GE} 1"),
+    ("holdout_fraction", 1, "less than 1"),
+    ("split_seed", "x", INT),
+    ("trainer.kind", "ssh", "'command', 'deployment'"),
+    ("trainer", None, "valid dictionary"),  # (inside a trainer: test_training_trainers.py)
     ("release_deployment", "release", "String should match pattern"),
     ("release_spec", {"canary": {"steps": [50, 10]}}, "canary.steps: Value error, canary.steps"),
     ("release_spec", {"target": "nomad"}, "not a valid ReleaseSpec: target"),
     ("release_spec", {"lode": {}}, "not a valid ReleaseSpec: lode: Extra inputs"),
 ]
+TRAINER = {"kind": "command", "command": ["{python}", "-m", "team.train", "{request}"]}
 TABLE = (
     [(ReleaseSpec, {"model": URI}, *row) for row in RELEASE]
     + [(GitSource, {"repo": "/srv/git/app.git", "sha": "1a2b3c4"}, *row) for row in GIT]
     + [(DriftCheckSpec, {}, *row) for row in DRIFT]
-    + [(RetrainSpec, {}, *row) for row in RETRAIN]
+    + [(RetrainSpec, {"trainer": TRAINER}, *row) for row in RETRAIN]
 )
 
 
@@ -228,7 +231,9 @@ def test_good_specs_still_validate() -> None:
     })  # fmt: skip
     assert spec.canary.steps == [1, 99]
     assert GitSource(repo="/srv/git/app.git", sha="1a2b3c4", spec="deploy/release.yaml").spec
-    assert RetrainSpec(release_spec={"canary": {"steps": [50]}, "model": "ignored"}).release
+    assert RetrainSpec.model_validate(
+        {"trainer": TRAINER, "release_spec": {"canary": {"steps": [50]}, "model": "ignored"}}
+    ).release
 
 
 # --- a release run given a bad spec touches nothing ------------------------------------

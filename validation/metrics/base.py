@@ -54,6 +54,8 @@ class Metric(StrEnum):
     TTFT = "ttft"
     QUALITY = "quality"
     TOKENS_PER_S = "tokens_per_s"
+    ITL = "itl"  # inter-token latency, ms, Sample.values (one per gap or per request mean)
+    QUALITY_PAIRED = "quality_paired"  # Sample.values = canary score - stable score per evaluation
 
 
 @dataclass(frozen=True)

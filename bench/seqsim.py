@@ -85,14 +85,25 @@ def sequential_batch(
 
 
 def sequential_rollout(
-    world: World, policy: CanaryPolicy, seed: int, steps: tuple[int, ...] = STEPS
+    world: World,
+    policy: CanaryPolicy,
+    seed: int,
+    steps: tuple[int, ...] = STEPS,
+    *,
+    monitor: bool = False,
 ) -> Rollout:
-    """The new loop's decisions (validation.analysis.StepAnalysis), batch by batch."""
+    """The new loop's decisions (validation.analysis.StepAnalysis), batch by batch.
+
+    `monitor`: an undecided step moves on to the next at its deadline instead of rolling
+    back, so the fail side is watched over every look of every step (the worst case for
+    a false alarm)."""
     rng = np.random.default_rng(seed)
     total, batch = 0, policy.batch_requests
     deadline_batches = max(1, math.floor(policy.progress_deadline_s * world.rps / batch))
+    carry: StepAnalysis | None = None
     for weight in steps:
-        analysis, sent = StepAnalysis(policy, len(steps), weight), 0
+        analysis, sent = StepAnalysis(policy, len(steps), weight, carry=carry), 0
+        carry = analysis
         for _ in range(deadline_batches):
             sent += batch
             look = Look(sent, sent / world.rps)
@@ -101,6 +112,8 @@ def sequential_rollout(
             if verdict.outcome != Outcome.INCONCLUSIVE:
                 break
         total += sent
+        if monitor and verdict.outcome == Outcome.INCONCLUSIVE:
+            continue
         if verdict.outcome != Outcome.PASS:
             return Rollout(verdict.outcome.value, total, total / world.rps, weight,
                            verdict.reason[:200])  # fmt: skip
@@ -121,36 +134,77 @@ def samples_needed(m: int, weight: int, confidence: float = 0.95) -> int:
     return n
 
 
-def _old_window(
-    rng: np.random.Generator, world: World, weight: int, requests: int, alpha: float, seed: int
-) -> tuple[str, set[str]]:
-    """One fixed-horizon analysis: ('pass' | 'fail' | 'inconclusive', failed checks)."""
+@dataclass(frozen=True)
+class Tolerances:
+    """Today's thresholds (the same numbers as the new policy's fail margins)."""
+
+    max_ratio: float = 1.5
+    max_increase: float = 0.01
+    max_drop: float = 0.10
+
+
+@dataclass
+class _Window:
+    """One window's raw data for today's tests (accumulable for continuous looks)."""
+
+    lat: dict[str, list[np.ndarray]]
+    errors: list[int]  # canary failures, canary n, stable failures, stable n
+    right: list[int]  # canary right, canary n, stable right, stable n
+
+
+def _old_data(rng: np.random.Generator, world: World, weight: int, requests: int) -> _Window:
     n_c = int(rng.binomial(requests, weight / 100))
     n_s = requests - n_c
+    lat = {m: [_latency(rng, m, n_c, world.latency_factor), _latency(rng, m, n_s, 1.0)]
+           for m in ("latency", "ttft")}  # fmt: skip
+    fc = int(rng.binomial(n_c, min(1.0, world.stable_errors + world.error_increase)))
+    fs = int(rng.binomial(n_s, world.stable_errors))
+    rc = int(np.sum(_quality_rows(rng, n_c, world.quality_drop)[0]))
+    rs = int(np.sum(_quality_rows(rng, n_s, 0.0)[1]))
+    return _Window(lat, [fc, n_c, fs, n_s], [rc, n_c, rs, n_s])
+
+
+def _merge(a: _Window, b: _Window) -> _Window:
+    lat = {m: [np.concatenate([a.lat[m][i], b.lat[m][i]]) for i in (0, 1)] for m in a.lat}
+    return _Window(lat, [x + y for x, y in zip(a.errors, b.errors, strict=True)],
+                   [x + y for x, y in zip(a.right, b.right, strict=True)])  # fmt: skip
+
+
+def _old_window(
+    rng: np.random.Generator,
+    world: World,
+    weight: int,
+    requests: int,
+    alpha: float,
+    seed: int,
+    tol: Tolerances = Tolerances(),
+) -> tuple[str, set[str]]:
+    return _old_judge(_old_data(rng, world, weight, requests), alpha, seed, tol)
+
+
+def _old_judge(data: _Window, alpha: float, seed: int, tol: Tolerances) -> tuple[str, set[str]]:
+    """One fixed-horizon analysis: ('pass' | 'fail' | 'inconclusive', failed checks)."""
+    n_c, n_s = data.errors[1], data.errors[3]
     a = alpha / OLD_CHECKS
     failed: set[str] = set()
     unsure = False
-    for metric in ("latency", "ttft"):
-        c = _latency(rng, metric, n_c, world.latency_factor)
-        s = _latency(rng, metric, n_s, 1.0)
+    for metric, (c, s) in data.lat.items():
         if min(n_c, n_s) < 2:
             unsure = True
             continue
         test = fixed.quantile_ratio_test(c, s, 0.95, 1000, seed, 1 - 2 * a)
-        if test.ratio > 1.5 and test.p_value < a:
+        if test.ratio > tol.max_ratio and test.p_value < a:
             failed.add(metric)
-        elif test.ratio > 1.5:
+        elif test.ratio > tol.max_ratio:
             unsure = True
-    fc = int(rng.binomial(n_c, min(1.0, world.stable_errors + world.error_increase)))
-    fs = int(rng.binomial(n_s, world.stable_errors))
-    if n_c and n_s and fc / n_c - fs / n_s > 0.01:
+    fc, _, fs, _ = data.errors
+    if n_c and n_s and fc / n_c - fs / n_s > tol.max_increase:
         if fixed.fisher_greater(fc, n_c, fs, n_s)[1] < a:
             failed.add("error_rate")
         else:
             unsure = True
-    rc = int(np.sum(_quality_rows(rng, n_c, world.quality_drop)[0]))
-    rs = int(np.sum(_quality_rows(rng, n_s, 0.0)[1]))
-    if n_c and n_s and rs / n_s - rc / n_c > 0.10:
+    rc, _, rs, _ = data.right
+    if n_c and n_s and rs / n_s - rc / n_c > tol.max_drop:
         p = p_value_worse(QualityScore.from_counts(rc, n_c), QualityScore.from_counts(rs, n_s))
         if p < a:
             failed.add("quality")
@@ -161,7 +215,9 @@ def _old_window(
     return ("inconclusive" if unsure or min(n_c, n_s) < OLD_MIN else "pass"), failed
 
 
-def fixed_horizon_rollout(world: World, seed: int, steps: tuple[int, ...] = STEPS) -> Rollout:
+def fixed_horizon_rollout(
+    world: World, seed: int, steps: tuple[int, ...] = STEPS, tol: Tolerances = Tolerances()
+) -> Rollout:
     """Today's loop: probe (fail-only) + recheck, full window, extend x2, recheck, deadline."""
     rng, total = np.random.default_rng(seed), 0
     probe_alpha, main_alpha = OLD_ALPHA * OLD_PROBE_SHARE, OLD_ALPHA * (1 - OLD_PROBE_SHARE)
@@ -171,7 +227,7 @@ def fixed_horizon_rollout(world: World, seed: int, steps: tuple[int, ...] = STEP
         def window(n: int, alpha: float, weight: int = weight) -> tuple[str, set[str]]:
             nonlocal spent, total
             spent, total = spent + n, total + n
-            return _old_window(rng, world, weight, n, alpha, seed)
+            return _old_window(rng, world, weight, n, alpha, seed, tol)
 
         probe_n = samples_needed(OLD_PROBE_MIN, weight)
         outcome, failed = window(probe_n, probe_alpha)
@@ -193,3 +249,24 @@ def fixed_horizon_rollout(world: World, seed: int, steps: tuple[int, ...] = STEP
                 return Rollout("inconclusive", total, total / world.rps, weight, "deadline")
             extends += 1
     return Rollout("pass", total, total / world.rps, steps[-1])
+
+
+def fixed_horizon_monitored(
+    world: World,
+    seed: int,
+    looks: int,
+    batch: int,
+    tol: Tolerances = Tolerances(),
+    steps: tuple[int, ...] = STEPS,
+) -> bool:
+    """Today's fixed-horizon test (its per-step alpha) looked at after every batch, as a
+    continuously monitored dashboard would: did an A/A rollout ever fail?"""
+    rng = np.random.default_rng(seed)
+    for weight in steps:
+        data: _Window | None = None
+        for _ in range(looks):
+            new = _old_data(rng, world, weight, batch)
+            data = new if data is None else _merge(data, new)
+            if _old_judge(data, OLD_ALPHA, seed, tol)[0] == "fail":
+                return True
+    return False

@@ -70,9 +70,9 @@ def rate_cs(
     def excess(p: float) -> float:  # >= 0 inside the CS
         return bar + (k * math.log(p) if k else 0.0) + (n - k) * math.log1p(-p)
 
-    mle = k / n
-    low = 0.0 if k == 0 else _root(excess, 1e-15, mle)
-    high = 1.0 if k == n else _root(excess, mle, 1 - 1e-15)
+    mle, edge = k / n, 1e-15
+    low = 0.0 if k == 0 else _root(excess, edge, min(mle, 1 - edge))
+    high = 1.0 if k == n else _root(excess, max(mle, edge), 1 - edge)
     return low, high
 
 
@@ -144,7 +144,7 @@ class BettingCS:
     recomputation from scratch would: O(grid x batch) per look, not O(grid x n).
     """
 
-    def __init__(self, alpha: float, theta: float = 0.5, grid: int = 1001) -> None:
+    def __init__(self, alpha: float, theta: float = 0.5, grid: int = 401) -> None:
         self.alpha, self.theta = alpha, theta
         self.m = np.linspace(0.0, 1.0, grid)[1:-1]
         self.log_plus = np.zeros(self.m.size)

@@ -31,11 +31,12 @@ def lognormal(seed: int, n: int, median: float = 50.0, sigma: float = 0.3) -> np
     return np.random.default_rng(seed).lognormal(np.log(median), sigma, n)
 
 
-def latency(canary: np.ndarray, stable: np.ndarray, cfg: LatencyCheck | None = None) -> dict[str, Outcome]:  # fmt: skip
+def latency(
+    canary: np.ndarray, stable: np.ndarray, cfg: LatencyCheck | None = None
+) -> dict[str, Outcome]:
     state = LatencyState("latency", Metric.LATENCY, cfg or LatencyCheck(), ALPHA, 100)
-    state.add(
-        FakeSource().values("latency", "canary", canary).values("latency", "stable", stable), 60
-    )
+    src = FakeSource().values("latency", "canary", canary).values("latency", "stable", stable)
+    state.add(src, 60)
     return {r.name: r.outcome for r in state.judge(LOOK)}
 
 
@@ -73,7 +74,8 @@ def test_the_absolute_floor_keeps_a_5_to_10_ms_change_from_failing() -> None:
 
 def test_latency_undecided_says_what_it_needs_and_max_ms_fails() -> None:
     state = LatencyState("ttft", Metric.TTFT, LatencyCheck(), ALPHA, 100)
-    src = FakeSource().values("ttft", "canary", lognormal(1, 50)).values("ttft", "stable", lognormal(2, 50))  # fmt: skip
+    src = FakeSource().values("ttft", "canary", lognormal(1, 50))
+    src.values("ttft", "stable", lognormal(2, 50))
     state.add(src, 60)
     rows = state.judge(LOOK)
     assert all(r.outcome == Outcome.INCONCLUSIVE for r in rows)
@@ -124,7 +126,8 @@ def test_quality_paired_fails_a_drop_and_passes_a_tie() -> None:
         state.add(FakeSource().values("quality_paired", "canary", values), 60)
         (row,) = state.judge(LOOK)
         assert row.outcome == want, row.reason
-        assert row.ci_low is not None and row.ci_low <= row.effect <= row.ci_high  # type: ignore[operator]
+        assert row.ci_low is not None
+        assert row.ci_low <= row.effect <= row.ci_high  # type: ignore[operator]
         assert "paired" in row.reason
 
 
@@ -166,7 +169,8 @@ def test_drift_takes_one_look_per_step() -> None:
     state.add(fresh, Look(2000, 30.0))  # a second look changes nothing
     (row,) = state.judge()
     assert row.outcome == Outcome.FAIL
-    assert "prompt" in row.reason and row.decided_at_requests == LOOK.requests
+    assert "prompt" in row.reason
+    assert row.decided_at_requests == LOOK.requests
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,8 @@ def test_quantile_cs_covers_the_true_quantile_at_every_look() -> None:
 def test_quantile_cs_is_unbounded_until_the_tail_is_seen_and_presorted_agrees() -> None:
     x = np.random.default_rng(0).lognormal(0, 0.3, 300)
     low, high = cs.quantile_cs(x, 0.99, 0.01)
-    assert math.isinf(high) and math.isfinite(low)
+    assert math.isinf(high)
+    assert math.isfinite(low)
     assert cs.quantile_cs(x, 0.5, 0.01) == cs.quantile_cs(np.sort(x), 0.5, 0.01, presorted=True)
     assert cs.quantile_cs(np.empty(0), 0.5, 0.1) == (-math.inf, math.inf)
 
@@ -70,7 +71,8 @@ def test_betting_cs_batch_updates_equal_one_pass_and_cover_the_mean() -> None:
         state.update(chunk)
     assert state.bounds() == pytest.approx(cs.mean_cs(y, 0.05))
     low, high = state.bounds()
-    assert low <= 0.55 <= high and high - low < 0.2
+    assert low <= 0.55 <= high
+    assert high - low < 0.2
     misses = 0
     for _ in range(50):
         z = (rng.random(600) < 0.3).astype(float)

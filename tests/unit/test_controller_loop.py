@@ -63,7 +63,8 @@ def test_good_canary_passes_every_step_in_batches(tmp_path: Path) -> None:
                       "error_rate", "quality", "drift"}  # fmt: skip
     for row in result.steps[0].table:
         assert row["outcome"] == "pass"
-        assert row["decided_at_requests"] is not None and row["decided_at_s"] is not None
+        assert row["decided_at_requests"] is not None
+        assert row["decided_at_s"] is not None
     assert result.blast_radius is None
 
 
@@ -98,7 +99,9 @@ def test_bad_canary_fails_at_first_step_naming_the_check(
     assert ("rollback", None) not in target.calls
     assert len(load.calls) <= 5  # a broken canary stops within a few batches
     blast = result.blast_radius
-    assert blast is not None and blast.canary_requests > 0 and blast.exposed_s > 0
+    assert blast is not None
+    assert blast.canary_requests > 0
+    assert blast.exposed_s > 0
 
 
 @pytest.mark.parametrize(

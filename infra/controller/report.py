@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -109,7 +110,7 @@ def _raw_metrics(outcome: ReleaseOutcome) -> dict[str, float]:
         for row in step.table:
             for col in _NUMERIC:
                 value = row.get(col)
-                if isinstance(value, int | float):
+                if isinstance(value, int | float) and math.isfinite(value):
                     out[f"step{step.weight}.run{step.attempt}.{row['check']}.{col}"] = value
     return out
 

@@ -152,6 +152,13 @@ class NoRequestsCompletedError(LoadError):
     """Locust ran but no request got an HTTP response: nothing to analyse."""
 
 
+class NoTrafficError(LoadError):
+    """No user traffic reached the variants and the load is disabled: nothing to judge.
+
+    The step must wait (pause) and say so; it is never a pass.
+    """
+
+
 class MetricSourceError(CanaryflowError):
     """A metric source failed (unreachable, malformed answer, unsupported metric)."""
 

@@ -33,6 +33,7 @@ from infra.errors import (
     LoadError,
     MetricSourceError,
     NoRequestsCompletedError,
+    NoTrafficError,
     RouterUnreachableError,
 )
 from infra.targets.base import DeployTarget
@@ -78,6 +79,9 @@ class _Exposure:
         self.canary_requests += evidence.health.requests
         users = evidence.users
         if users is None:
+            answered = evidence.traffic.get("user", {}).get("canary")
+            if answered is not None:  # counts only: failed / wrong stay unknown
+                self.user_requests = (self.user_requests or 0) + answered
             return
         self.user_requests = (self.user_requests or 0) + users.answered
         self.user_failed = (self.user_failed or 0) + users.failed
@@ -183,8 +187,17 @@ class CanaryController:
         verdict = analysis.verdict(Look(0, 0.0))
         while step.batches < self.max_runs_per_step:
             evidence = self._batch(step, _batch_size(policy, verdict, weight))
-            exposure.add(evidence)
             look = Look(step.requests, self.clock() - step.started)
+            if evidence is None:  # the load is off and no user traffic came: wait
+                step.paused += 1
+                self.sleep(policy.pause_s)
+                if self.clock() - step.started >= policy.progress_deadline_s:
+                    records.append(self._deadline(step, attempt, verdict, policy,
+                                                  self.clock() - step.started,
+                                                  exposure.radius(self.clock())))  # fmt: skip
+                    return False, failures
+                continue
+            exposure.add(evidence)
             hard = detect_hard_failure(evidence.health, policy.hard)
             if hard is not None:
                 reason = "hard failure: " + "; ".join(hard.reasons)
@@ -223,11 +236,16 @@ class CanaryController:
                                     reason, exposure.radius(self.clock())))  # fmt: skip
         return False, failures
 
-    def _batch(self, step: _Step, requests: int) -> StepEvidence:
+    def _batch(self, step: _Step, requests: int) -> StepEvidence | None:
+        """One batch's evidence; None when the load reports no traffic at all."""
         run_dir = step.out_dir / f"step-{step.weight}-{step.batches}"
         step.batches += 1
         step.requests += requests
-        evidence = self._load(step.weight, requests, run_dir)
+        try:
+            evidence = self._load(step.weight, requests, run_dir)
+        except NoTrafficError as exc:
+            log.info("step %d%%: %s (%s)", step.weight, PAUSED, exc)
+            return None
         step.reports.update(evidence.reports)
         return evidence
 

@@ -58,9 +58,13 @@ class StepEvidence:
     drift: DriftResult | None = None
     """Drift of the canary's traffic vs the reference; None: not computed (inconclusive)."""
     reports: Mapping[str, Path] = field(default_factory=dict)
-    """HTML reports by kind ("locust", "evidently")."""
+    """Reports by kind ("locust", "evidently", "paired" records, "crosscheck" JSON)."""
+    traffic: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Requests in the window by origin ("load", "user", "paired"), then variant; e.g. the
+    user requests the canary answered (blast radius). Empty: not known."""
     users: UserImpact | None = None
-    """Users' requests the canary answered in the batch; None: the evidence cannot tell."""
+    """Users' requests the canary answered in the batch, with how many failed or were
+    wrong; None: only `traffic` (counts) is known."""
 
 
 class StepLoad(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from infra.controller.fake import (
     slow_canary,
     too_few_samples,
 )
-from infra.errors import NoRequestsCompletedError, RouterUnreachableError
+from infra.controller.ports import StepEvidence
+from infra.errors import NoRequestsCompletedError, NoTrafficError, RouterUnreachableError
 from infra.targets.base import Variant
 from infra.targets.fake import FakeTarget
 from validation.analysis import CanaryPolicy
@@ -148,6 +150,36 @@ def test_a_pause_then_traffic_resumes_and_passes(tmp_path: Path) -> None:
     assert result.steps[0].paused == "paused: no traffic"
 
 
+class _NoTrafficThen:
+    """A load that is switched off and sees no user traffic for `idle` batches."""
+
+    def __init__(self, inner: FakeStepLoad, idle: int) -> None:
+        self.inner, self.idle = inner, idle
+
+    def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
+        if self.idle > 0:
+            self.idle -= 1
+            raise NoTrafficError("load disabled and no user request reached the canary")
+        return self.inner.run(weight, requests, out_dir)
+
+
+def test_no_traffic_from_the_load_pauses_the_step_then_it_resumes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    load = _NoTrafficThen(FakeStepLoad(good_canary(), clock=clock), idle=3)
+    controller = CanaryController(_target_with_canary(), load, clock=clock, sleep=clock.advance)
+    result = controller.run([50], CanaryPolicy(), tmp_path)
+    assert result.passed, result.reasons
+    assert result.steps[0].paused_batches == 3
+    assert result.steps[0].paused == "paused: no traffic"
+    stalled = _NoTrafficThen(FakeStepLoad(good_canary(), clock=clock), idle=10_000)
+    policy = CanaryPolicy(progress_deadline_s=60, pause_s=10)
+    ctl = CanaryController(_target_with_canary(), stalled, clock=clock, sleep=clock.advance)
+    never = ctl.run([50], policy, tmp_path)
+    assert not never.passed
+    assert not never.aborted
+    assert "paused: no traffic" in never.reasons[0]
+
+
 def test_a_failure_under_the_threshold_retries_afresh(tmp_path: Path) -> None:
     policy = CanaryPolicy(failure_threshold=2)
     bad = [low_quality_canary()] * 3
@@ -163,6 +195,19 @@ def test_hard_failure_rolls_back_without_analysis(tmp_path: Path) -> None:
     assert result.steps[0].table == []
     assert "unhealthy" in result.reasons[0]
     assert len(load.calls) == 1
+
+
+def test_the_blast_radius_reads_user_counts_from_the_traffic_field(tmp_path: Path) -> None:
+    bad = erroring_canary(0.3)
+
+    def profile(weight: int, requests: int) -> StepEvidence:
+        return replace(bad(weight, requests), traffic={"user": {"canary": 7, "stable": 60}})
+
+    result, _, load = _run(profile, tmp_path)
+    blast = result.blast_radius
+    assert blast is not None
+    assert blast.user_requests == 7 * len(load.calls)
+    assert blast.user_failed is None  # counts only: the evidence cannot tell
 
 
 def test_the_blast_radius_counts_the_users_the_canary_answered(tmp_path: Path) -> None:

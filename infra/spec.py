@@ -145,6 +145,14 @@ class CanaryStrategy(_Spec):
             raise ValueError(f"canary.steps must increase strictly, got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _deadline_fits(self) -> CanaryStrategy:
+        try:
+            self.policy.check_fits(self.steps)
+        except ValueError as exc:
+            raise ValueError(f"canary.policy.{exc}") from None
+        return self
+
 
 class LoadSpec(_Spec):
     """The Locust load sent through the router at each step."""

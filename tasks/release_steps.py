@@ -128,7 +128,7 @@ def deploy_canary(
 def run_canary(
     spec: ReleaseSpec, candidate: Candidate, ports: ReleasePorts, release_id: str
 ) -> CanaryResult:
-    """Every step: weights → load → analysis → advance / extend / retry / rollback."""
+    """Every step: weights → batches, each judged sequentially → advance / retry / rollback."""
     controller = CanaryController(ports.target, ports.load(candidate.model_dir),
                                   clock=ports.clock, sleep=ports.sleep)  # fmt: skip
     out_dir = ports.work_dir / release_id

@@ -1,9 +1,9 @@
 """The canary controller: plain Python, every external effect behind a port.
 
 ports.py      StepLoad / CandidateCheck / ImageBuilder seams, StepEvidence, ReleasePorts
-fake.py       FakeStepLoad (scripted good / slow / erroring / low-quality / too-few / crashing
-              canaries), FakeClock, FakeCheck, FakeImages
-loop.py       CanaryController: weights → load → analyze_step → next_action
+fake.py       FakeStepLoad (scripted good / slow / erroring / low-quality / too-few /
+              no-traffic / crashing canaries), FakeClock, FakeCheck, FakeImages
+loop.py       CanaryController: weights → batches → StepAnalysis → advance / rollback
 decide.py     first deploy, canary deploy, promote (decision recorded first), rollback
 candidate.py  resolve models:/… or a directory to files; register a local candidate
 record.py     StepRecord, CanaryResult, ReleaseOutcome (the flow's return value)

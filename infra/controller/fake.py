@@ -1,13 +1,15 @@
 """Fakes of the controller's ports for unit tests: scripted step loads, a clock, checks.
 
     clock = FakeClock()
-    load = FakeStepLoad([good_canary(), slow_canary()], clock=clock, seconds_per_run=60)
-    load.run(10, 3400, tmp)   # StepEvidence of a good canary; the clock moved 60 s
-    load.run(25, 1400, tmp)   # a slow one (and every later run too: the last profile repeats)
-    load.calls                # [(10, 3400), (25, 1400)]
+    load = FakeStepLoad([good_canary(), slow_canary()], clock=clock, seconds_per_run=5)
+    load.run(10, 400, tmp)    # one batch of a good canary; the clock moved 5 s
+    load.run(25, 400, tmp)    # a slow one (and every later run too: the last profile repeats)
+    load.calls                # [(10, 400), (25, 400)]
 
-A profile is `(weight, requests) -> StepEvidence`; the builders below split `requests`
-between canary and stable by `weight`, with seeded random latencies, so verdicts repeat.
+A profile is `(weight, requests) -> StepEvidence`, one batch; the builders below split
+`requests` between canary and stable by `weight` for errors and quality (all traffic) and
+evenly for latency, ttft and itl (the equal-concurrency paired window), with seeded random
+values that differ from batch to batch (so evidence accumulates) and repeat from run to run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.controller.ports import CheckReport, StepEvidence
+from infra.controller.ports import CheckReport, StepEvidence, UserImpact
 from validation.analysis import CanaryHealth
 from validation.drift import DriftResult
 from validation.metrics.fake import FakeSource
@@ -46,7 +48,7 @@ class FakeStepLoad:
         profiles: Sequence[Profile] | Profile,
         *,
         clock: FakeClock | None = None,
-        seconds_per_run: float = 60.0,
+        seconds_per_run: float = 5.0,
     ) -> None:
         self.profiles = [profiles] if callable(profiles) else list(profiles)
         self.clock = clock
@@ -70,30 +72,41 @@ def canary_profile(
     healthy: bool = True,
     max_requests: int | None = None,
     seed: int = 0,
+    users: float = 0.0,
 ) -> Profile:
-    """A profile whose canary differs from the stable as given (stable: 50 ms, 0.2%, 95%)."""
+    """A profile whose canary differs from the stable as given (stable: 50 ms, 0.2%, 95%).
+
+    `users`: share of the canary's requests that came from real users (the blast radius).
+    """
+    batches: dict[int, int] = {}
 
     def profile(weight: int, requests: int) -> StepEvidence:
-        total = min(requests, max_requests) if max_requests else requests
+        total = min(requests, max_requests) if max_requests is not None else requests
         n_canary = total * weight // 100
         n_stable = total - n_canary
-        rng = np.random.default_rng(seed + weight)
+        batch = batches[weight] = batches.get(weight, -1) + 1
+        rng = np.random.default_rng([seed, weight, batch])
         source = FakeSource()
         for variant, n, factor, err, acc in (
             ("canary", n_canary, latency_factor, error_rate, accuracy),
             ("stable", n_stable, 1.0, 0.002, 0.95),
         ):
-            latency = rng.lognormal(np.log(50.0 * factor), 0.3, n)
-            failures = round(n * err)
-            right = round(n * acc)
+            latency = rng.lognormal(np.log(50.0 * factor), 0.3, total // 2)
+            failures = int(rng.binomial(n, err))
+            right = int(rng.binomial(n, acc))
             source.values("latency", variant, latency).values("ttft", variant, latency / 5)
+            source.values("itl", variant, latency / 10)
             source.counts("errors", variant, successes=n - failures, failures=failures)
             source.counts("quality", variant, successes=right, failures=n - right)
         drift = DriftResult(drift_share=drift_share, dataset_drift=drift_share >= 0.5,
                             columns=(), n_reference=500, n_current=n_canary)  # fmt: skip
         health = CanaryHealth(healthy=healthy, requests=n_canary,
                               failures=round(n_canary * error_rate))  # fmt: skip
-        return StepEvidence(source=source, health=health, window_s=60.0, drift=drift)
+        answered = round(n_canary * users)
+        impact = UserImpact(answered=answered, failed=round(answered * error_rate),
+                            wrong=round(answered * (1 - accuracy))) if users else None  # fmt: skip
+        return StepEvidence(source=source, health=health, window_s=60.0, drift=drift,
+                            users=impact)  # fmt: skip
 
     return profile
 
@@ -115,9 +128,14 @@ def low_quality_canary(accuracy: float = 0.6) -> Profile:
     return canary_profile(accuracy=accuracy)
 
 
-def too_few_samples(n: int = 40) -> Profile:
-    """Never more than `n` requests in a run: every check stays inconclusive."""
+def too_few_samples(n: int = 2) -> Profile:
+    """Never more than `n` requests in a run: the checks stay inconclusive for a long time."""
     return canary_profile(max_requests=n)
+
+
+def no_traffic() -> Profile:
+    """Batches that carry no traffic at all (nobody sends, the load generator is idle)."""
+    return canary_profile(max_requests=0)
 
 
 def crashing_canary() -> Profile:

@@ -1,45 +1,49 @@
-"""The canary loop: move weight step by step, load, analyse, and say advance or roll back.
+"""The canary loop: move weight step by step, look after every batch, advance or roll back.
 
     controller = CanaryController(target, load, clock=time.monotonic)
     result = controller.run(steps=[10, 25, 50], policy=policy, out_dir=Path("runs/r1"))
-    result.passed, result.reasons, result.steps   # each step's verdict table and action
+    result.passed, result.reasons, result.steps   # one record per step: every check's
+                                                  # estimate, CS, decision and when
 
-Per weight: set_weights → a probe (policy.early: a load sized for tens of samples, judged
-with a share of alpha; it can only roll back, so a broken canary stops within a minute) →
-size the load (samples_needed; doubled after each extend, so an
-inconclusive step gets more samples, not the same number again) → run it → a hard failure
-(unhealthy, crash loop, 5xx burst) ends the loop at once → analyze_step → next_action:
-advance, extend (same weight, more load), recheck (latency alone failed: one fresh window
-before it counts), retry (failed under failure_threshold: a fresh window) or rollback
-(failures reached the threshold, or still inconclusive past progress_deadline_s). The loop
-never promotes or rolls back itself: decide.py does, so the decision is recorded before the
-target is touched.
+Per weight: set_weights → repeated batches, each `load.run(weight, policy.batch_requests,
+dir)` → a hard failure (unhealthy, crash loop, 5xx burst) ends the loop at once → the
+batch is added to the step's sequential state (validation.analysis.StepAnalysis) → the
+step ends as soon as any check has failed (rollback; under `failure_threshold`, the step's
+evidence starts afresh) or every enabled check has passed (advance). A batch that carried
+no traffic at all pauses the step (`pause_s`, recorded as "paused: no traffic"), never
+passes it. Still undecided at `progress_deadline_s` → rollback, saying what each undecided
+check would still need. The confidence sequences are valid at every look, and `alpha` is
+split over checks and steps, so an identical canary is rolled back with probability at
+most `alpha` over the whole rollout. The loop never promotes or rolls back itself:
+decide.py does, so the decision is recorded before the target is touched.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.controller.ports import Clock, Sleep, StepEvidence, StepLoad
-from infra.controller.record import CanaryResult, StepRecord
+from infra.controller.record import BlastRadius, CanaryResult, StepRecord
 from infra.errors import (
     DeployError,
     LoadError,
     MetricSourceError,
     NoRequestsCompletedError,
+    NoTrafficError,
     RouterUnreachableError,
 )
 from infra.targets.base import DeployTarget
 from validation.analysis import (
-    ActionKind,
     CanaryPolicy,
-    analyze_step,
+    Look,
+    Outcome,
+    StepAnalysis,
+    StepVerdict,
     detect_hard_failure,
-    next_action,
-    samples_needed,
 )
 
 # An error in these stops the loop as `aborted` (the caller rolls back); others propagate.
@@ -47,8 +51,73 @@ _ABORTING = (DeployError, LoadError, MetricSourceError)
 # The router was lost during a run (crashed, restarted): re-applying the step's weights
 # brings it back from its recorded state, and the run is repeated once.
 _ROUTER_LOST = (RouterUnreachableError, NoRequestsCompletedError)
+PAUSED = "paused: no traffic"
 
 log = logging.getLogger("canaryflow.controller")
+
+
+@dataclass
+class _Rollout:
+    """What carries from step to step: the canary's exposure, the paired evidence."""
+
+    exposure: _Exposure = field(default_factory=lambda: _Exposure())
+    analysis: StepAnalysis | None = None
+
+
+@dataclass
+class _Exposure:
+    """What the canary answered over the rollout (the blast radius if it is rolled back)."""
+
+    started: float | None = None
+    first_request: float | None = None
+    canary_requests: int = 0
+    user_requests: int | None = None
+    user_failed: int | None = None
+    user_wrong: int | None = None
+
+    def add(self, evidence: StepEvidence) -> None:
+        self.canary_requests += evidence.health.requests
+        users = evidence.users
+        if users is None:
+            answered = evidence.traffic.get("user", {}).get("canary")
+            if answered is not None:  # counts only: failed / wrong stay unknown
+                self.user_requests = (self.user_requests or 0) + answered
+            return
+        self.user_requests = (self.user_requests or 0) + users.answered
+        self.user_failed = (self.user_failed or 0) + users.failed
+        if users.wrong is not None:
+            self.user_wrong = (self.user_wrong or 0) + users.wrong
+        if users.first_request_at is not None and self.first_request is None:
+            self.first_request = users.first_request_at
+
+    def radius(self, now: float) -> BlastRadius:
+        first = self.first_request if self.first_request is not None else self.started
+        return BlastRadius(user_requests=self.user_requests, user_failed=self.user_failed,
+                           user_wrong=self.user_wrong, canary_requests=self.canary_requests,
+                           exposed_s=now - (first if first is not None else now))  # fmt: skip
+
+
+def _batch_size(policy: CanaryPolicy, verdict: StepVerdict, weight: int) -> int:
+    """policy.batch_requests; when drift alone is undecided, one batch big enough for its
+    verdict (Evidently's tests judge one batch's rows, so small batches never decide)."""
+    undecided = {c.name for c in verdict.checks if c.outcome == Outcome.INCONCLUSIVE}
+    if undecided != {"drift"}:
+        return policy.batch_requests
+    need = policy.min_samples_for(policy.drift)
+    return max(policy.batch_requests, math.ceil(need * 100 / weight))
+
+
+@dataclass
+class _Step:
+    """One weight's batches: where their files go, when it began, what it has seen."""
+
+    weight: int
+    out_dir: Path
+    started: float
+    batches: int = 0
+    paused: int = 0
+    requests: int = 0
+    reports: dict[str, Path] = field(default_factory=dict)
 
 
 class CanaryController:
@@ -61,7 +130,7 @@ class CanaryController:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
-        max_runs_per_step: int = 20,
+        max_runs_per_step: int = 1000,
     ) -> None:
         self.target = target
         self.load = load
@@ -75,9 +144,11 @@ class CanaryController:
         """Every step in order; stops at the first that does not advance."""
         records: list[StepRecord] = []
         failures = 0
+        rollout = _Rollout()
         for weight in steps:
             try:
-                ok, failures = self.run_step(weight, policy, out_dir, failures, records)
+                ok, failures = self.run_step(weight, policy, out_dir, failures, records,
+                                             n_steps=len(steps), rollout=rollout)  # fmt: skip
             except _ABORTING as exc:
                 reason = f"{type(exc).__name__} at {weight}%: {exc}"
                 return CanaryResult(passed=False, aborted=True, reasons=(reason,),
@@ -95,58 +166,88 @@ class CanaryController:
         out_dir: Path,
         failures: int,
         records: list[StepRecord],
+        *,
+        n_steps: int = 1,
+        rollout: _Rollout | None = None,
     ) -> tuple[bool, int]:
-        """Load and analyse `weight` until advance (True) or rollback (False); appends records.
+        """Batches at `weight` until advance (True) or rollback (False); appends records.
 
-        Runs are numbered from 0 within the step: the probe (and its recheck), then the full
-        analysis's runs.
+        `failures`: failed checks so far in the release; returns the new count.
+        `rollout`: what the previous steps leave (exposure, carried paired evidence).
         """
+        rollout = rollout if rollout is not None else _Rollout()
+        exposure = rollout.exposure
         self.target.set_weights(weight)
-        step = _Step(weight, out_dir, self.clock(), records)
-        if policy.early.enabled:
-            stop, failures = self._probe(step, policy, failures)
-            if stop:
+        step = _Step(weight, out_dir, self.clock())
+        if exposure.started is None:
+            exposure.started = step.started
+        attempt = 0
+        analysis = StepAnalysis(policy, n_steps, weight, carry=rollout.analysis)
+        rollout.analysis = analysis
+        verdict = analysis.verdict(Look(0, 0.0))
+        while step.batches < self.max_runs_per_step:
+            evidence = self._batch(step, _batch_size(policy, verdict, weight))
+            look = Look(step.requests, self.clock() - step.started)
+            if evidence is None:  # the load is off and no user traffic came: wait
+                step.paused += 1
+                self.sleep(policy.pause_s)
+                if self.clock() - step.started >= policy.progress_deadline_s:
+                    records.append(self._deadline(step, attempt, verdict, policy,
+                                                  self.clock() - step.started,
+                                                  exposure.radius(self.clock())))  # fmt: skip
+                    return False, failures
+                continue
+            exposure.add(evidence)
+            hard = detect_hard_failure(evidence.health, policy.hard)
+            if hard is not None:
+                reason = "hard failure: " + "; ".join(hard.reasons)
+                records.append(self._record(step, attempt, verdict, "hard_failure", "rollback",
+                                            reason, exposure.radius(self.clock())))  # fmt: skip
                 return False, failures
-        main = policy.main()
-        base = samples_needed(main, weight)
-        extends, rechecked = 0, False
-        for _ in range(self.max_runs_per_step):
-            requests = base * 2**extends
-            record, kind, failures = self._run(step, requests, main, failures, rechecked)
-            records.append(record)
-            if kind == ActionKind.ADVANCE:
+            added = analysis.update(evidence.source, evidence.window_s, evidence.drift, look)
+            if not added:
+                step.paused += 1
+                self.sleep(policy.pause_s)
+            verdict = analysis.verdict(look)
+            if verdict.outcome == Outcome.PASS:
+                records.append(self._record(step, attempt, verdict, "pass", "advance",
+                                            "all checks passed: " + verdict.reason))  # fmt: skip
                 return True, failures
-            if kind == ActionKind.ROLLBACK:
+            if verdict.outcome == Outcome.FAIL:
+                failures += 1
+                count = f"failed ({failures}/{policy.failure_threshold})"
+                if failures >= policy.failure_threshold:
+                    records.append(self._record(step, attempt, verdict, "fail", "rollback",
+                                                f"{count}: {verdict.reason}",
+                                                exposure.radius(self.clock())))  # fmt: skip
+                    return False, failures
+                why = f"{count}, retrying afresh: {verdict.reason}"
+                records.append(self._record(step, attempt, verdict, "fail", "retry", why))
+                attempt, analysis = attempt + 1, StepAnalysis(policy, n_steps, weight)
+                rollout.analysis = analysis
+                continue
+            elapsed = self.clock() - step.started
+            if elapsed >= policy.progress_deadline_s:
+                records.append(self._deadline(step, attempt, verdict, policy, elapsed,
+                                              exposure.radius(self.clock())))  # fmt: skip
                 return False, failures
-            extends += kind == ActionKind.EXTEND
-            rechecked = rechecked or kind == ActionKind.RECHECK
-        records.append(_gave_up(records[-1], self.max_runs_per_step))
+        reason = f"no decision after {step.batches} batches at {weight}%: {verdict.needs}"
+        records.append(self._record(step, attempt, verdict, verdict.outcome.value, "rollback",
+                                    reason, exposure.radius(self.clock())))  # fmt: skip
         return False, failures
 
-    def _probe(self, step: _Step, policy: CanaryPolicy, failures: int) -> tuple[bool, int]:
-        """The fail-only first look (and the recheck of a latency-only failure):
-        (roll back now?, failures so far)."""
-        probe = policy.probe()
-        requests = samples_needed(probe, step.weight)
-        record, kind, failures = self._run(step, requests, probe, failures, rechecked=False)
-        if kind == ActionKind.RECHECK:
-            step.records.append(record)
-            record, kind, failures = self._run(step, requests, probe, failures, rechecked=True)
-        if kind in (ActionKind.ROLLBACK, ActionKind.RETRY):
-            step.records.append(record)  # a failure counts, under the threshold as a retry
-            return kind == ActionKind.ROLLBACK, failures
-        reason = f"probe: no blatant regression ({record.outcome}); full analysis next"
-        step.records.append(record.model_copy(update={"action": "continue", "reason": reason}))
-        return False, failures
-
-    def _run(
-        self, step: _Step, requests: int, policy: CanaryPolicy, failures: int, rechecked: bool
-    ) -> tuple[StepRecord, ActionKind, int]:
-        """One load run of the step and its judgement."""
-        attempt = step.next_attempt()
-        run_dir = step.out_dir / f"step-{step.weight}-{attempt}"
-        evidence = self._load(step.weight, requests, run_dir)
-        return self._judge(step, attempt, requests, evidence, policy, failures, rechecked)
+    def _batch(self, step: _Step, requests: int) -> StepEvidence | None:
+        """One batch's evidence; None when the load reports no traffic at all."""
+        run_dir = step.out_dir / f"step-{step.weight}-{step.batches}"
+        step.batches += 1
+        step.requests += requests
+        try:
+            evidence = self._load(step.weight, requests, run_dir)
+        except NoTrafficError as exc:
+            log.info("step %d%%: %s (%s)", step.weight, PAUSED, exc)
+            return None
+        step.reports.update(evidence.reports)
+        return evidence
 
     def _load(self, weight: int, requests: int, run_dir: Path) -> StepEvidence:
         """One load run; when the router was lost, restore it with the step's weights and
@@ -159,53 +260,41 @@ class CanaryController:
             self.target.set_weights(weight)
             return self.load.run(weight, requests, run_dir.with_name(f"{run_dir.name}-again"))
 
-    def _judge(
+    def _deadline(
         self,
         step: _Step,
         attempt: int,
-        requests: int,
-        evidence: StepEvidence,
+        verdict: StepVerdict,
         policy: CanaryPolicy,
-        failures: int,
-        rechecked: bool,
-    ) -> tuple[StepRecord, ActionKind, int]:
-        elapsed = self.clock() - step.started
-        common = {"weight": step.weight, "attempt": attempt, "requests": requests,
-                  "elapsed_s": elapsed, "reports": dict(evidence.reports)}  # fmt: skip
-        hard = detect_hard_failure(evidence.health, policy.hard)
-        if hard is not None:
-            reason = "hard failure: " + "; ".join(hard.reasons)
-            record = StepRecord(outcome="hard_failure", action="rollback", reason=reason,
-                                table=[], **common)  # fmt: skip
-            return record, ActionKind.ROLLBACK, failures
-        verdict = analyze_step(evidence.source, policy, evidence.window_s,
-                               canary_weight=step.weight, drift=evidence.drift)  # fmt: skip
-        action = next_action(verdict, policy, failures_so_far=failures, step_elapsed_s=elapsed,
-                             rechecked=rechecked)  # fmt: skip
-        record = StepRecord(outcome=verdict.outcome.value, action=action.kind.value,
-                            reason=action.reason, table=verdict.table(), **common)  # fmt: skip
-        return record, action.kind, action.failures
+        elapsed: float,
+        radius: BlastRadius,
+    ) -> StepRecord:
+        if step.paused == step.batches:
+            why = f"{PAUSED} in {elapsed:.0f} s (deadline {policy.progress_deadline_s:.0f} s)"
+        else:
+            why = (f"still inconclusive after {elapsed:.0f} s (deadline "
+                   f"{policy.progress_deadline_s:.0f} s); would still need: "
+                   f"{verdict.needs}")  # fmt: skip
+        return self._record(step, attempt, verdict, "inconclusive", "rollback", why, radius)
+
+    def _record(
+        self,
+        step: _Step,
+        attempt: int,
+        verdict: StepVerdict,
+        outcome: str,
+        action: str,
+        reason: str,
+        radius: BlastRadius | None = None,
+    ) -> StepRecord:
+        table = [] if outcome == "hard_failure" else verdict.table()
+        return StepRecord(weight=step.weight, attempt=attempt, requests=step.requests,
+                          outcome=outcome, action=action, reason=reason, table=table,
+                          elapsed_s=self.clock() - step.started, reports=dict(step.reports),
+                          batches=step.batches, paused_batches=step.paused,
+                          paused=PAUSED if step.paused else None,
+                          blast_radius=radius)  # fmt: skip
 
     def _soak(self, elapsed_s: float, interval_s: float) -> None:
         if interval_s > elapsed_s:
             self.sleep(interval_s - elapsed_s)
-
-
-@dataclass
-class _Step:
-    """One weight's runs: where their files go, when it began, its run counter."""
-
-    weight: int
-    out_dir: Path
-    started: float
-    records: list[StepRecord]
-    attempts: int = 0
-
-    def next_attempt(self) -> int:
-        self.attempts += 1
-        return self.attempts - 1
-
-
-def _gave_up(last: StepRecord, runs: int) -> StepRecord:
-    reason = f"no decision after {runs} load runs at {last.weight}% (last: {last.reason})"
-    return last.model_copy(update={"action": "rollback", "reason": reason})

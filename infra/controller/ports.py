@@ -27,11 +27,30 @@ Sleep = Callable[[float], None]
 
 
 @dataclass(frozen=True)
+class UserImpact:
+    """Real users' requests the canary answered in one batch (the blast radius's inputs)."""
+
+    answered: int = 0
+    """User requests (origin "user") the canary answered."""
+    failed: int = 0
+    """Of those, failed (5xx, timeout, cut-off stream)."""
+    wrong: int | None = None
+    """Of those, scored wrong (where a score exists); None: not scored."""
+    first_request_at: float | None = None
+    """Controller-clock time of the canary's first user request in the batch; None: none."""
+
+
+@dataclass(frozen=True)
 class StepEvidence:
-    """What one load run of a canary step measured."""
+    """What one batch (one load run) of a canary step measured.
+
+    The loop adds every batch to the step's sequential state, so `source` must answer for
+    this batch's traffic only (no overlap with the previous batch's window).
+    """
 
     source: MetricSource
-    """Per-variant metrics of the run (errors, latency, ttft, quality)."""
+    """Per-variant metrics of the batch: errors (all traffic), latency, ttft, itl (the
+    equal-conditions window when one ran), quality_paired or quality."""
     health: CanaryHealth
     """The canary's health over the run, for detect_hard_failure."""
     window_s: float
@@ -43,13 +62,17 @@ class StepEvidence:
     traffic: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """Requests in the window by origin ("load", "user", "paired"), then variant; e.g. the
     user requests the canary answered (blast radius). Empty: not known."""
+    users: UserImpact | None = None
+    """Users' requests the canary answered in the batch, with how many failed or were
+    wrong; None: only `traffic` (counts) is known."""
 
 
 class StepLoad(Protocol):
     """Sends one step's load through the router and says what it measured."""
 
     def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
-        """Send `requests` requests with the canary at `weight`%; outputs go to `out_dir`."""
+        """One batch: top traffic up to `requests` requests with the canary at `weight`%
+        (users' requests count; with enough of them it sends none); outputs go to `out_dir`."""
         ...
 
 

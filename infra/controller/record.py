@@ -22,23 +22,49 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class BlastRadius(_Record):
+    """What a rolled-back canary did to real users before it was stopped."""
+
+    user_requests: int | None = Field(
+        description="User requests the canary answered; None: the evidence cannot tell."
+    )
+    user_failed: int | None = Field(description="Of those, failed (5xx, timeout, cut stream).")
+    user_wrong: int | None = Field(None, description="Of those, scored wrong; None: unscored.")
+    canary_requests: int = Field(description="All requests the canary answered (load + users).")
+    exposed_s: float = Field(
+        description="Seconds from the canary's first request (its first nonzero weight when "
+        "no request time is known) to the rollback decision."
+    )
+    seconds_to_zero: float | None = Field(
+        None, description="exposed_s plus the rollback itself: from first request to 0 % "
+        "weight (ReleaseOutcome fills it from the decide timing).",
+    )  # fmt: skip
+
+
 class StepRecord(_Record):
-    """One load run + analysis of a canary step (a step may take several: extend/retry)."""
+    """One canary step: its batches, every check's sequential verdict, and the action."""
 
     weight: int = Field(description="Canary share of traffic (%).")
     attempt: int = Field(
-        description="Run number within the step, from 0: the fail-only probe (and its recheck), "
-        "then the full analysis's runs (extend, recheck, retry each add one)."
+        description="Evidence run within the step, from 0; a failure under failure_threshold "
+        "starts a fresh one."
     )
-    requests: int = Field(description="Requests the load was sized to.")
-    outcome: str = Field(description="pass | fail | inconclusive | hard_failure")
-    action: str = Field(
-        description="continue (probe) | advance | extend | recheck | retry | rollback"
-    )
+    requests: int = Field(description="Requests the step's batches were sized to, in all.")
+    outcome: str = Field(description="pass | fail | inconclusive | hard_failure | paused")
+    action: str = Field(description="advance | retry | rollback")
     reason: str
-    table: list[dict[str, Any]] = Field(description="StepVerdict.table(): one row per check.")
+    table: list[dict[str, Any]] = Field(
+        description="StepVerdict.table() at the decision: one row per check (per quantile), "
+        "with estimate, confidence sequence, decided_at_requests / decided_at_s, needs."
+    )
     elapsed_s: float = Field(description="Seconds since the step's weight was set.")
     reports: dict[str, Path] = Field(default_factory=dict, description="HTML reports by kind.")
+    batches: int = Field(0, description="Load runs (looks) the step took.")
+    paused_batches: int = Field(0, description="Of those, batches with no traffic at all.")
+    paused: str | None = Field(None, description='"paused: no traffic" when a batch had none.')
+    blast_radius: BlastRadius | None = Field(
+        None, description="On the step that rolled back: what the canary did to users."
+    )
 
 
 class CanaryResult(_Record):
@@ -48,6 +74,10 @@ class CanaryResult(_Record):
     aborted: bool = Field(False, description="An error (not a verdict) stopped the loop.")
     reasons: tuple[str, ...] = ()
     steps: tuple[StepRecord, ...] = ()
+
+    @property
+    def blast_radius(self) -> BlastRadius | None:
+        return next((s.blast_radius for s in reversed(self.steps) if s.blast_radius), None)
 
 
 class ReleaseOutcome(_Record):
@@ -83,6 +113,17 @@ class ReleaseOutcome(_Record):
             for s in self.steps
             for kind, path in s.reports.items()
         }
+
+    @property
+    def blast_radius(self) -> BlastRadius | None:
+        """The rolled-back canary's blast radius, seconds_to_zero filled from the decide lap."""
+        blast = next((s.blast_radius for s in reversed(self.steps) if s.blast_radius), None)
+        if blast is None or self.verdict != "rolled_back":
+            return None
+        decide = self.timings.get("decide")
+        return blast.model_copy(update={
+            "seconds_to_zero": None if decide is None else blast.exposed_s + decide
+        })  # fmt: skip
 
     def summary(self) -> str:
         """One line: the verdict, the candidate and the first reason."""

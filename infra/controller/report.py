@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from infra.controller.record import ReleaseOutcome, StepRecord
 
-_COLUMNS = ("check", "outcome", "canary", "stable", "effect", "ci", "p_value", "alpha",
-            "n_canary", "n_stable", "test")  # fmt: skip
-_NUMERIC = ("canary", "stable", "effect", "p_value")
+_COLUMNS = ("check", "outcome", "canary", "stable", "effect", "ci", "increase_ms", "alpha",
+            "n_canary", "n_stable", "decided_at_requests", "decided_at_s", "needs",
+            "test")  # fmt: skip
+_NUMERIC = ("canary", "stable", "effect", "ci_low", "ci_high", "decided_at_requests",
+            "decided_at_s")  # fmt: skip
 
 
 def slug(text: str) -> str:
@@ -31,6 +34,7 @@ def markdown(outcome: ReleaseOutcome) -> str:
         lines += ["", "## Offline checks", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(outcome.metrics.items())]
     lines += _steps_section(outcome.steps)
+    lines += _blast_section(outcome)
     if outcome.timings:
         lines += ["", "## Timings (s)", "", "| phase | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in outcome.timings.items()]
@@ -49,18 +53,35 @@ def markdown(outcome: ReleaseOutcome) -> str:
 def _steps_section(steps: tuple[StepRecord, ...]) -> list[str]:
     if not steps:
         return ["", "## Canary steps", "", "No canary step ran."]
-    header = ("step", "run", "action", *_COLUMNS)
+    header = ("step", "run", "batches", "action", *_COLUMNS)
     lines = ["", "## Canary steps", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]  # fmt: skip
     for step in steps:
-        lead = (f"{step.weight}%", str(step.attempt), step.action)
+        lead = (f"{step.weight}%", str(step.attempt), str(step.batches), step.action)
         rows = step.table or [{"check": step.outcome, "outcome": step.outcome}]
         for row in rows:
             cells = (*lead, *(_fmt(row.get(c)) for c in _COLUMNS))
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Step decisions:", ""]
-    lines += [f"- {s.weight}% run {s.attempt}: **{s.action}** — {s.reason}" for s in steps]
+    lines += [f"- {s.weight}% run {s.attempt}: **{s.action}** after {s.requests} requests, "
+              f"{s.elapsed_s:.0f} s" + (f" ({s.paused} in {s.paused_batches} of {s.batches} "
+              "batches)" if s.paused else "") + f" — {s.reason}" for s in steps]  # fmt: skip
     return lines
+
+
+def _blast_section(outcome: ReleaseOutcome) -> list[str]:
+    blast = outcome.blast_radius
+    if blast is None:
+        return []
+    unknown = "not measured"
+    return ["", "## Blast radius", "", "| measure | value |", "|---|---|",
+            f"| user requests the canary answered | {_fmt(blast.user_requests) or unknown} |",
+            f"| of those failed | {_fmt(blast.user_failed) or unknown} |",
+            f"| of those wrong | {_fmt(blast.user_wrong) or unknown} |",
+            f"| all requests the canary answered | {blast.canary_requests} |",
+            f"| seconds from first request to the decision | {blast.exposed_s:.1f} |",
+            f"| seconds from first request to 0 % weight | "
+            f"{_fmt(blast.seconds_to_zero) or unknown} |"]  # fmt: skip
 
 
 def step_rows(step: StepRecord) -> list[dict[str, Any]]:
@@ -86,11 +107,16 @@ def metrics(outcome: ReleaseOutcome) -> dict[str, float]:
 def _raw_metrics(outcome: ReleaseOutcome) -> dict[str, float]:
     out = {f"offline.{k}": v for k, v in outcome.metrics.items()}
     out.update({f"time.{k}": v for k, v in outcome.timings.items()})
+    blast = outcome.blast_radius
+    if blast is not None:
+        for key, value in blast.model_dump().items():
+            if isinstance(value, int | float):
+                out[f"blast.{key}"] = value
     for step in outcome.steps:
         for row in step.table:
             for col in _NUMERIC:
                 value = row.get(col)
-                if isinstance(value, int | float):
+                if isinstance(value, int | float) and math.isfinite(value):
                     out[f"step{step.weight}.run{step.attempt}.{row['check']}.{col}"] = value
     return out
 

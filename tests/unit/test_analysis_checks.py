@@ -1,4 +1,4 @@
-"""Each check's three outcomes, its absolute second line, and the numbers it reports."""
+"""Each sequential check's three outcomes, its absolute floor, and the numbers it reports."""
 
 from __future__ import annotations
 
@@ -6,30 +6,38 @@ import numpy as np
 import pytest
 
 from validation.analysis.checks import (
+    DriftState,
+    LatencyState,
+    Look,
     Outcome,
-    check_drift,
-    check_error_rate,
-    check_latency,
-    check_quality,
+    QualityState,
+    RateState,
     worst,
 )
-from validation.analysis.policy import CanaryPolicy, ErrorRateCheck, LatencyCheck, QualityCheck
+from validation.analysis.policy import (
+    DriftCheck,
+    ErrorRateCheck,
+    LatencyCheck,
+    QualityCheck,
+)
 from validation.drift import ColumnDrift, DriftResult
-from validation.metrics.base import Histogram, Sample
+from validation.metrics.base import Metric, MetricSourceError
+from validation.metrics.fake import FakeSource
 
-POLICY = CanaryPolicy(min_samples=100)
-
-
-def lat(variant: str, values: np.ndarray) -> Sample:
-    return Sample("latency", variant, 60, "test", values=values, unit="ms")
+ALPHA, LOOK = 0.01, Look(requests=1000, elapsed_s=12.0)
 
 
-def counts(metric: str, variant: str, ok: int, bad: int) -> Sample:
-    return Sample(metric, variant, 60, "test", successes=ok, failures=bad)
+def lognormal(seed: int, n: int, median: float = 50.0, sigma: float = 0.3) -> np.ndarray:
+    return np.random.default_rng(seed).lognormal(np.log(median), sigma, n)
 
 
-def lognormal(seed: int, n: int, scale: float = 1.0) -> np.ndarray:
-    return np.random.default_rng(seed).lognormal(np.log(50), 0.4, n) * scale
+def latency(
+    canary: np.ndarray, stable: np.ndarray, cfg: LatencyCheck | None = None
+) -> dict[str, Outcome]:
+    state = LatencyState("latency", Metric.LATENCY, cfg or LatencyCheck(), ALPHA, 100)
+    src = FakeSource().values("latency", "canary", canary).values("latency", "stable", stable)
+    state.add(src, 60)
+    return {r.name: r.outcome for r in state.judge(LOOK)}
 
 
 def test_worst_orders_fail_inconclusive_pass() -> None:
@@ -39,130 +47,144 @@ def test_worst_orders_fail_inconclusive_pass() -> None:
     assert worst([]) == Outcome.INCONCLUSIVE
 
 
-def test_latency_pass_fail_and_reported_numbers() -> None:
-    stable = lat("stable", lognormal(1, 500))
-    ok = check_latency("latency", lat("canary", lognormal(2, 500)), stable, POLICY.latency, POLICY)
-    bad = check_latency(
-        "latency", lat("canary", lognormal(3, 500, 2.0)), stable, POLICY.latency, POLICY
-    )
-    assert ok.outcome == Outcome.PASS
-    assert bad.outcome == Outcome.FAIL
-    assert (bad.n_canary, bad.n_stable, bad.alpha) == (500, 500, 0.0125)
-    assert bad.ci_level == pytest.approx(0.975)
-    assert bad.effect is not None
-    assert bad.ci_low is not None
-    assert 1.5 < bad.ci_low < bad.effect
-    assert "p95 ratio" in bad.reason
-    assert "significant" in bad.reason
-    assert bad.test.startswith("bootstrap p95 ratio")
+def test_latency_passes_identical_fails_twice_slower_per_quantile() -> None:
+    same = latency(lognormal(1, 3000), lognormal(2, 3000))
+    assert same == {"latency.p50": Outcome.PASS, "latency.p95": Outcome.PASS,
+                    "latency.p99": Outcome.PASS}  # fmt: skip
+    slow = latency(lognormal(1, 300) * 2, lognormal(2, 300))
+    assert slow["latency.p50"] == Outcome.FAIL
 
 
-def test_latency_beyond_tolerance_but_noisy_is_inconclusive() -> None:
-    policy = CanaryPolicy(min_samples=20)
-    stable = lat("stable", lognormal(1, 20))
-    canary = lat("canary", lognormal(5, 20, 1.2))  # a seed whose p95 lands 1.6x above
-    res = check_latency("latency", canary, stable, LatencyCheck(max_ratio=1.2), policy)
-    assert res.effect is not None
-    assert res.effect > 1.2
-    assert res.outcome == Outcome.INCONCLUSIVE
-    assert "not significant" in res.reason
+def test_a_tail_only_regression_fails_p99_not_p50() -> None:
+    stable, canary = lognormal(2, 4000), lognormal(1, 4000)
+    canary[:200] *= 6  # 5 % of requests 6x slower: the body is unchanged
+    got = latency(canary, stable)
+    assert got["latency.p50"] == Outcome.PASS
+    assert got["latency.p99"] == Outcome.FAIL
 
 
-def test_latency_absolute_limit_is_a_second_line() -> None:
-    stable, canary = lat("stable", lognormal(1, 400)), lat("canary", lognormal(2, 400))
-    cfg = LatencyCheck(max_ms=40.0)  # both ~95 ms at p95: same as stable, but over the limit
-    res = check_latency("latency", canary, stable, cfg, POLICY)
-    assert res.outcome == Outcome.FAIL
-    assert "40 ms limit" in res.reason
+def test_the_absolute_floor_keeps_a_5_to_10_ms_change_from_failing() -> None:
+    stable = lognormal(2, 2000, median=5, sigma=0.05)
+    doubled = lognormal(1, 2000, median=10, sigma=0.05)
+    assert latency(doubled, stable)["latency.p50"] != Outcome.FAIL  # 2x, but +5 ms only
+    assert latency(doubled * 0.9, stable)["latency.p50"] == Outcome.PASS  # +4 ms < floor
+    strict = LatencyCheck(min_increase_ms=1.0)
+    assert latency(doubled, stable, strict)["latency.p50"] == Outcome.FAIL
 
 
-def test_latency_from_histograms_and_mismatched_kinds() -> None:
-    bounds = (10.0, 50.0, 100.0, 200.0, 500.0, float("inf"))
-    stable = Sample("latency", "stable", 60, "prometheus",
-                    histogram=Histogram(bounds, (50, 300, 100, 50, 0, 0)))  # fmt: skip
-    canary = Sample("latency", "canary", 60, "prometheus",
-                    histogram=Histogram(bounds, (10, 100, 100, 150, 140, 0)))  # fmt: skip
-    res = check_latency("latency", canary, stable, POLICY.latency, POLICY)
-    assert res.outcome == Outcome.FAIL
-    assert res.n_canary == 500
-    assert (res.stable_value, res.canary_value) == pytest.approx((150.0, 200 + 300 * 115 / 140))
-    mixed = check_latency(
-        "latency", lat("canary", lognormal(2, 500)), stable, POLICY.latency, POLICY
-    )
-    assert mixed.outcome == Outcome.INCONCLUSIVE
-    assert "raw latencies or histograms" in mixed.reason
+def test_latency_undecided_says_what_it_needs_and_max_ms_fails() -> None:
+    state = LatencyState("ttft", Metric.TTFT, LatencyCheck(), ALPHA, 100)
+    src = FakeSource().values("ttft", "canary", lognormal(1, 50))
+    src.values("ttft", "stable", lognormal(2, 50))
+    state.add(src, 60)
+    rows = state.judge(LOOK)
+    assert all(r.outcome == Outcome.INCONCLUSIVE for r in rows)
+    assert all(r.needs and "samples per variant" in r.needs for r in rows)
+    capped = latency(lognormal(1, 2000), lognormal(2, 2000), LatencyCheck(max_ms=30))
+    assert capped["latency.p50"] == Outcome.FAIL
 
 
-def test_too_few_samples_is_inconclusive_with_the_counts() -> None:
-    res = check_latency(
-        "ttft", lat("canary", lognormal(2, 99)), lat("stable", lognormal(1, 500)),
-        POLICY.ttft, POLICY,
-    )  # fmt: skip
-    assert res.outcome == Outcome.INCONCLUSIVE
-    assert "canary 99, stable 500, need >= 100" in res.reason
+def test_a_source_error_leaves_the_check_inconclusive() -> None:
+    state = LatencyState("latency", Metric.LATENCY, LatencyCheck(), ALPHA, 100)
+    assert state.add(FakeSource(error=MetricSourceError("prometheus down")), 60) == 0
+    (row,) = state.judge(LOOK)
+    assert row.outcome == Outcome.INCONCLUSIVE
+    assert "prometheus down" in row.reason
 
 
-def test_error_rate_outcomes() -> None:
-    stable = counts("errors", "stable", 1000, 0)
-    fail = check_error_rate(counts("errors", "canary", 950, 50), stable, POLICY.error_rate, POLICY)
-    small = check_error_rate(counts("errors", "canary", 995, 5), stable, POLICY.error_rate, POLICY)
-    assert fail.outcome == Outcome.FAIL
-    assert fail.effect == pytest.approx(0.05)
-    assert fail.p_value is not None
-    assert fail.p_value < 1e-10
-    assert small.outcome == Outcome.PASS  # 0.5 pt: significant-ish, but within 1 pt
-    noisy = CanaryPolicy(min_samples=20)
-    res = check_error_rate(
-        counts("errors", "canary", 18, 2), counts("errors", "stable", 20, 0),
-        noisy.error_rate, noisy,
-    )  # fmt: skip
-    assert res.outcome == Outcome.INCONCLUSIVE  # 10 pt more, but 2 errors in 20 is noise
+def test_histograms_count_as_observations_at_their_bucket_bound() -> None:
+    state = LatencyState("latency", Metric.LATENCY, LatencyCheck(quantiles=(0.5,)), ALPHA, 10)
+    src = (FakeSource().histogram("latency", "canary", [10, 20, float("inf")], [10, 70, 20])
+           .histogram("latency", "stable", [10, 20, float("inf")], [10, 70, 20]))  # fmt: skip
+    assert state.add(src, 60) == 200
+    (row,) = state.judge(LOOK)
+    assert row.canary_value == row.stable_value == 20.0
 
 
-def test_error_rate_absolute_limit() -> None:
-    cfg = ErrorRateCheck(max_increase=0.5, max_rate=0.02)
-    res = check_error_rate(
-        counts("errors", "canary", 900, 100), counts("errors", "stable", 900, 100), cfg, POLICY
-    )
-    assert res.outcome == Outcome.FAIL
-    assert "2.00% limit" in res.reason
+def rates(fc: int, nc: int, fs: int, ns: int, cfg: ErrorRateCheck | None = None) -> Outcome:
+    state = RateState(cfg or ErrorRateCheck(), ALPHA, 100)
+    src = (FakeSource().counts("errors", "canary", successes=nc - fc, failures=fc)
+           .counts("errors", "stable", successes=ns - fs, failures=fs))  # fmt: skip
+    state.add(src, 60)
+    (row,) = state.judge(LOOK)
+    return row.outcome
 
 
-def test_quality_outcomes_and_floor() -> None:
-    stable = counts("quality", "stable", 270, 30)
-    drop = check_quality(counts("quality", "canary", 210, 90), stable, POLICY.quality, POLICY)
-    same = check_quality(counts("quality", "canary", 265, 35), stable, POLICY.quality, POLICY)
-    assert drop.outcome == Outcome.FAIL
-    assert drop.effect == pytest.approx(-0.2)
-    assert same.outcome == Outcome.PASS
-    floor = QualityCheck(min_accuracy=0.95)
-    low = check_quality(counts("quality", "canary", 265, 35), stable, floor, POLICY)
-    assert low.outcome == Outcome.FAIL
-    assert "floor" in low.reason
+def test_error_rate_fail_pass_inconclusive_and_max_rate() -> None:
+    assert rates(60, 600, 5, 5000) == Outcome.FAIL  # 10 % vs 0.1 %
+    assert rates(2, 3000, 5, 5000) == Outcome.PASS
+    assert rates(2, 150, 5, 5000) == Outcome.INCONCLUSIVE  # too few to say "within 1 pt"
+    assert rates(30, 3000, 25, 3000, ErrorRateCheck(max_rate=0.002)) == Outcome.FAIL
 
 
-def test_count_checks_refuse_samples_without_counts() -> None:
-    values = lat("canary", lognormal(1, 300))
-    res = check_quality(values, values, POLICY.quality, POLICY)
-    assert res.outcome == Outcome.INCONCLUSIVE
-    assert "right/wrong" in res.reason
+def test_quality_paired_fails_a_drop_and_passes_a_tie() -> None:
+    rng = np.random.default_rng(4)
+    drop = rng.choice([-1.0, 0.0, 1.0], size=800, p=[0.35, 0.6, 0.05])  # -30 points
+    tie = rng.choice([-1.0, 0.0, 1.0], size=800, p=[0.05, 0.9, 0.05])
+    for values, want in ((drop, Outcome.FAIL), (tie, Outcome.PASS)):
+        state = QualityState(QualityCheck(), ALPHA, 100)
+        state.add(FakeSource().values("quality_paired", "canary", values), 60)
+        (row,) = state.judge(LOOK)
+        assert row.outcome == want, row.reason
+        assert row.ci_low is not None
+        assert row.ci_low <= row.effect <= row.ci_high  # type: ignore[operator]
+        assert "paired" in row.reason
 
 
-def drift_result(share: float, n: int = 500) -> DriftResult:
-    cols = (
-        ColumnDrift(column="prompt_length", method="ks", score=0.001, threshold=0.05,
-                    p_value=0.001, drifted=share > 0),
-        ColumnDrift(column="answer_format", method="z", score=0.5, threshold=0.05,
-                    p_value=0.5, drifted=False),
-    )  # fmt: skip
-    return DriftResult(drift_share=share, dataset_drift=share >= 0.5, columns=cols,
-                       n_reference=n, n_current=n)  # fmt: skip
+def test_quality_without_pairs_compares_the_accuracies() -> None:
+    state = QualityState(QualityCheck(min_accuracy=0.8), ALPHA, 100)
+    src = (FakeSource().counts("quality", "canary", successes=300, failures=300)
+           .counts("quality", "stable", successes=570, failures=30))  # fmt: skip
+    state.add(src, 60)
+    (row,) = state.judge(LOOK)
+    assert row.outcome == Outcome.FAIL
+    assert "accuracy canary 300/600" in row.reason
 
 
-def test_drift_check_uses_the_share_and_needs_rows() -> None:
-    assert check_drift(drift_result(0.0), POLICY.drift, POLICY).outcome == Outcome.PASS
-    failed = check_drift(drift_result(0.5), POLICY.drift, POLICY)
-    assert failed.outcome == Outcome.FAIL
-    assert "prompt_length" in failed.reason
-    few = check_drift(drift_result(0.5, n=10), POLICY.drift, POLICY)
-    assert few.outcome == Outcome.INCONCLUSIVE
+def test_a_pass_sticks_with_the_look_it_was_reached_at() -> None:
+    state = RateState(ErrorRateCheck(), ALPHA, 100)
+    ok = FakeSource().counts("errors", "canary", successes=3000, failures=0)
+    ok.counts("errors", "stable", successes=3000, failures=0)
+    state.add(ok, 60)
+    (first,) = state.judge(Look(100, 1.0))
+    state.add(ok, 60)
+    (later,) = state.judge(Look(200, 2.0))
+    assert first.outcome == later.outcome == Outcome.PASS
+    assert (later.decided_at_requests, later.decided_at_s) == (100, 1.0)
+
+
+def test_drift_takes_one_look_per_step() -> None:
+    state = DriftState(DriftCheck(), 50)
+    small = DriftResult(drift_share=1.0, dataset_drift=True, columns=(), n_reference=500,
+                        n_current=10)  # fmt: skip
+    state.add(small, LOOK)
+    assert state.judge()[0].outcome == Outcome.INCONCLUSIVE
+    drifted = DriftResult(drift_share=1.0, dataset_drift=True, n_reference=500, n_current=80,
+                          columns=(ColumnDrift(column="prompt", method="ks", score=0.01,
+                                               threshold=0.05, p_value=0.01,
+                                               drifted=True),))  # fmt: skip
+    state.add(drifted, LOOK)
+    fresh = DriftResult(drift_share=0.0, dataset_drift=False, columns=(), n_reference=500,
+                        n_current=80)  # fmt: skip
+    state.add(fresh, Look(2000, 30.0))  # a second look changes nothing
+    (row,) = state.judge()
+    assert row.outcome == Outcome.FAIL
+    assert "prompt" in row.reason
+    assert row.decided_at_requests == LOOK.requests
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "value", "words"),
+    [
+        (LatencyCheck, "pass_ratio", 2.0, "pass_ratio 2 is wider than max_ratio 1.5"),
+        (ErrorRateCheck, "pass_increase", 0.05, "pass_increase 0.05 is wider than max_increase"),
+        (QualityCheck, "pass_drop", 0.2, "pass_drop 0.2 is wider than max_drop"),
+        (LatencyCheck, "quantiles", (0.5, 1.0), "quantiles must each lie in (0, 1)"),
+        (LatencyCheck, "quantiles", (0.0,), "quantiles must each lie in (0, 1)"),
+    ],
+)
+def test_contradictory_margins_and_bad_quantiles_are_refused(
+    model: type, field: str, value: object, words: str
+) -> None:
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        model(**{field: value})

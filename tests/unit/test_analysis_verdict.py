@@ -1,4 +1,4 @@
-"""Step verdicts from a fake source, next actions, hard failures, policy sizing."""
+"""StepAnalysis over batches, the verdict table, hard failures, and the policy's budget."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import pytest
 from pydantic import ValidationError
 
 from validation.analysis import (
-    ActionKind,
     CanaryHealth,
     CanaryPolicy,
+    CheckResult,
+    Look,
     Outcome,
-    analyze_step,
+    StepAnalysis,
+    aggregate,
     detect_hard_failure,
-    next_action,
-    samples_needed,
 )
-from validation.analysis.checks import CheckResult, inconclusive
-from validation.analysis.verdict import aggregate, health_from_errors
+from validation.analysis.checks import inconclusive
+from validation.analysis.verdict import health_from_errors
 from validation.drift import DriftResult
 from validation.metrics.base import MetricSourceError, Sample
 from validation.metrics.fake import FakeSource
@@ -25,90 +25,89 @@ from validation.metrics.fake import FakeSource
 POLICY = CanaryPolicy(drift={"enabled": False})
 
 
-def healthy_source(n: int = 400, seed: int = 0, canary_ttft: bool = True) -> FakeSource:
+def batch(seed: int, n: int = 400, canary_errors: int = 0) -> FakeSource:
     rng = np.random.default_rng(seed)
     src = FakeSource()
     for variant in ("stable", "canary"):
-        src.values("latency", variant, rng.lognormal(np.log(50), 0.4, n))
-        if variant == "stable" or canary_ttft:
-            src.values("ttft", variant, rng.lognormal(np.log(10), 0.4, n))
-        src.counts("errors", variant, successes=n, failures=0)
-        src.counts("quality", variant, successes=int(0.9 * n), failures=n - int(0.9 * n))
+        for metric, median in (("latency", 50), ("ttft", 10), ("itl", 5)):
+            src.values(metric, variant, rng.lognormal(np.log(median), 0.3, n))
+        failed = canary_errors if variant == "canary" else 0
+        src.counts("errors", variant, successes=n - failed, failures=failed)
+    src.values("quality_paired", "canary", rng.choice([-1.0, 0.0, 1.0], n, p=[0.02, 0.96, 0.02]))
     return src
 
 
-def test_all_checks_pass_on_a_healthy_canary() -> None:
-    source = healthy_source()
-    verdict = analyze_step(source, POLICY, window_s=120, canary_weight=25)
-    assert verdict.outcome == Outcome.PASS
-    assert [c.name for c in verdict.checks] == ["latency", "ttft", "error_rate", "quality"]
-    assert {(m, v, w) for m, v, w in source.calls} >= {("latency", "canary", 120)}
-    rows = verdict.table()
-    assert rows[0]["check"] == "latency"
-    assert rows[0]["n_canary"] == 400
-    assert verdict.canary_weight == 25
+def run(analysis: StepAnalysis, sources: list[FakeSource]) -> list[Outcome]:
+    outcomes = []
+    for i, src in enumerate(sources, 1):
+        look = Look(i * 800, i * 8.0)
+        analysis.update(src, 60, None, look)
+        outcomes.append(analysis.verdict(look).outcome)
+    return outcomes
 
 
-def test_missing_metric_makes_the_step_inconclusive_not_pass() -> None:
-    source = healthy_source(canary_ttft=False)  # the canary never streamed
-    verdict = analyze_step(source, POLICY, window_s=60)
-    assert verdict.outcome == Outcome.INCONCLUSIVE
-    assert "NoDataError" in verdict.check("ttft").reason
-    assert "ttft" in verdict.reason
+def test_identical_batches_become_a_pass_with_every_check_in_the_table() -> None:
+    analysis = StepAnalysis(POLICY, n_steps=3, canary_weight=50)
+    outcomes = run(analysis, [batch(i) for i in range(20)])
+    assert outcomes[0] == Outcome.INCONCLUSIVE
+    assert Outcome.PASS in outcomes
+    verdict = analysis.verdict(Look(16000, 160.0))
+    names = [row["check"] for row in verdict.table()]
+    assert names[:3] == ["latency.p50", "latency.p95", "latency.p99"]
+    assert {"ttft.p99", "itl.p50", "error_rate", "quality"} <= set(names)
+    assert verdict.canary_weight == 50
+    row = verdict.table()[0]
+    assert row["ci_low"] <= row["effect"] <= row["ci_high"]
+    assert row["decided_at_requests"] is not None
 
 
-def test_a_failed_source_is_inconclusive_everywhere() -> None:
-    down = FakeSource(error=MetricSourceError("prometheus unreachable"))
-    verdict = analyze_step(down, POLICY, window_s=60)
-    assert verdict.outcome == Outcome.INCONCLUSIVE
-    assert all("unreachable" in c.reason for c in verdict.checks)
-    assert not down.is_online()
-
-
-def test_one_failing_check_fails_the_step() -> None:
-    source = healthy_source().counts("errors", "canary", successes=380, failures=20)
-    verdict = analyze_step(source, POLICY, window_s=60)
-    assert verdict.outcome == Outcome.FAIL
+def test_one_failing_check_fails_the_step_and_names_itself() -> None:
+    analysis = StepAnalysis(POLICY, n_steps=3)
+    outcomes = run(analysis, [batch(i, canary_errors=60) for i in range(3)])
+    assert outcomes[-1] == Outcome.FAIL
+    verdict = analysis.verdict(Look(2400, 24.0))
     assert verdict.check("error_rate").outcome == Outcome.FAIL
     assert verdict.reason.startswith("error_rate:")
 
 
+def test_no_traffic_adds_nothing_and_a_failed_source_is_never_a_pass() -> None:
+    analysis = StepAnalysis(POLICY, n_steps=1)
+    assert analysis.update(FakeSource(), 60, None, Look(0, 0.0)) == 0
+    down = FakeSource(error=MetricSourceError("prometheus unreachable"))
+    assert analysis.update(down, 60, None, Look(0, 0.0)) == 0
+    verdict = analysis.verdict(Look(0, 1.0))
+    assert verdict.outcome == Outcome.INCONCLUSIVE
+    assert any("unreachable" in c.reason for c in verdict.checks)
+    assert "error_rate" in verdict.needs
+
+
 def test_drift_enabled_without_a_result_is_inconclusive() -> None:
-    verdict = analyze_step(healthy_source(), CanaryPolicy(), window_s=60)
-    assert verdict.check("drift").outcome == Outcome.INCONCLUSIVE
+    analysis = StepAnalysis(CanaryPolicy(), n_steps=1)
+    analysis.update(batch(1), 60, None, Look(800, 8.0))
+    assert analysis.verdict(Look(800, 8.0)).check("drift").outcome == Outcome.INCONCLUSIVE
     ok = DriftResult(drift_share=0.0, dataset_drift=False, columns=(), n_reference=500,
                      n_current=500)  # fmt: skip
-    verdict = analyze_step(healthy_source(), CanaryPolicy(), window_s=60, drift=ok)
-    assert verdict.outcome == Outcome.PASS
+    analysis.update(batch(2), 60, ok, Look(1600, 16.0))
+    assert analysis.verdict(Look(1600, 16.0)).check("drift").outcome == Outcome.PASS
+
+
+def test_carried_evidence_needs_new_samples_in_the_next_step() -> None:
+    first = StepAnalysis(POLICY, n_steps=2, canary_weight=10)
+    run(first, [batch(i) for i in range(20)])
+    second = StepAnalysis(POLICY, n_steps=2, canary_weight=50, carry=first)
+    assert second.latency is first.latency
+    look = Look(0, 0.0)
+    assert second.verdict(look).check("latency.p50").outcome == Outcome.INCONCLUSIVE
+    second.update(batch(99), 60, None, Look(800, 8.0))
+    assert second.verdict(Look(800, 8.0)).check("latency.p50").outcome == Outcome.PASS
+    fresh = StepAnalysis(POLICY.model_copy(update={"carry_paired": False}), 2, carry=first)
+    assert fresh.latency is not first.latency
 
 
 def test_aggregate_of_nothing_is_inconclusive() -> None:
-    assert aggregate([], 60).outcome == Outcome.INCONCLUSIVE
-
-
-@pytest.mark.parametrize(
-    ("outcome", "failures", "elapsed", "kind"),
-    [
-        (Outcome.PASS, 0, 10, ActionKind.ADVANCE),
-        (Outcome.FAIL, 0, 10, ActionKind.ROLLBACK),  # failure_threshold 1
-        (Outcome.INCONCLUSIVE, 0, 10, ActionKind.EXTEND),
-        (Outcome.INCONCLUSIVE, 0, 600, ActionKind.ROLLBACK),  # past the deadline
-    ],
-)
-def test_next_action(outcome: Outcome, failures: int, elapsed: float, kind: ActionKind) -> None:
-    step = aggregate([CheckResult(name="x", outcome=outcome, reason="r")], 60)
-    action = next_action(step, CanaryPolicy(), failures_so_far=failures, step_elapsed_s=elapsed)
-    assert action.kind == kind
-
-
-def test_failure_threshold_allows_retries() -> None:
-    policy = CanaryPolicy(failure_threshold=2)
-    step = aggregate([CheckResult(name="x", outcome=Outcome.FAIL, reason="slow")], 60)
-    first = next_action(step, policy, failures_so_far=0, step_elapsed_s=1)
-    second = next_action(step, policy, failures_so_far=first.failures, step_elapsed_s=1)
-    assert (first.kind, first.failures) == (ActionKind.RETRY, 1)
-    assert (second.kind, second.failures) == (ActionKind.ROLLBACK, 2)
-    assert "slow" in second.reason
+    assert aggregate([], Look(0, 0.0)).outcome == Outcome.INCONCLUSIVE
+    one = aggregate([CheckResult(name="x", outcome=Outcome.PASS, reason="")], Look(1, 1.0))
+    assert one.outcome == Outcome.PASS
 
 
 def test_hard_failures() -> None:
@@ -126,50 +125,30 @@ def test_hard_failures() -> None:
     assert detect_hard_failure(health_from_errors(sample), hard) is not None
 
 
-def test_policy_defaults_and_bonferroni() -> None:
+def test_one_budget_split_over_checks_and_steps() -> None:
     policy = CanaryPolicy()
-    assert policy.statistical_checks() == ["latency", "ttft", "error_rate", "quality"]
-    assert policy.check_alpha() == pytest.approx(0.0125)
-    two = CanaryPolicy(ttft={"enabled": False}, quality={"enabled": False})
-    assert two.check_alpha() == pytest.approx(0.025)
+    assert policy.statistical_checks() == ["latency", "ttft", "itl", "error_rate", "quality"]
+    assert policy.rollout_alpha() == pytest.approx(0.01)
+    assert policy.look_alpha(3) == pytest.approx(0.01 / 3)
+    two = CanaryPolicy(ttft={"enabled": False}, itl={"enabled": False}, quality={"enabled": False})
+    assert two.rollout_alpha() == pytest.approx(0.025)
     assert CanaryPolicy(quality={"min_samples": 500}).step_min_samples() == 500
     with pytest.raises(ValidationError):
         CanaryPolicy(latency={"max_ratio": 0.9})
-    assert "False-alarm rate" in CanaryPolicy.model_fields["alpha"].description  # type: ignore[operator]
+    assert "whole rollout" in (CanaryPolicy.model_fields["alpha"].description or "")
 
 
-@pytest.mark.parametrize(("weight", "total"), [(10, 3276), (25, 1301), (50, 649), (90, 3276)])
-def test_samples_needed(weight: int, total: int) -> None:
-    assert samples_needed(CanaryPolicy(), weight) == total
-
-
-def test_samples_needed_is_the_smallest_sufficient_total() -> None:
-    from scipy import stats as sps  # type: ignore[import-untyped]
-
-    m, p = 300, 0.1
-    n = samples_needed(CanaryPolicy(), 10)
-    both = sps.binom.cdf(n - m, n, p) - sps.binom.cdf(m - 1, n, p)
-    before = sps.binom.cdf(n - 1 - m, n - 1, p) - sps.binom.cdf(m - 1, n - 1, p)
-    assert before < 0.95 <= both
-    with pytest.raises(ValueError, match="strictly between"):
-        samples_needed(CanaryPolicy(), 100)
+def test_a_deadline_that_cannot_fit_the_minimum_evidence_is_refused() -> None:
+    CanaryPolicy().check_fits([10, 25, 50])  # the defaults fit
+    per_variant, canary = CanaryPolicy().min_evidence(3)
+    assert 500 < per_variant < 2000  # p99's upper bound
+    assert 500 < canary < 3000  # "within 1 point" of errors
+    with pytest.raises(ValueError, match="progress_deadline_s 60 cannot fit the minimum"):
+        CanaryPolicy(progress_deadline_s=60).check_fits([10, 25, 50])
+    with pytest.raises(ValueError, match="raise progress_deadline_s or expected_rps"):
+        CanaryPolicy(expected_rps=1).check_fits([50])
 
 
 def test_inconclusive_helper_keeps_counts() -> None:
     res = inconclusive("latency", "why", 3, 4)
     assert (res.outcome, res.n_canary, res.n_stable) == (Outcome.INCONCLUSIVE, 3, 4)
-
-
-def test_a_latency_only_failure_is_rechecked_once() -> None:
-    fail = CheckResult(name="latency", outcome=Outcome.FAIL, reason="p95 2x")
-    ttft = CheckResult(name="ttft", outcome=Outcome.FAIL, reason="p95 2x")
-    step = aggregate([fail, ttft, CheckResult(name="quality", outcome=Outcome.PASS, reason="")],
-                     60)  # fmt: skip
-    first = next_action(step, CanaryPolicy(), failures_so_far=0, step_elapsed_s=1)
-    assert (first.kind, first.failures) == (ActionKind.RECHECK, 0)
-    second = next_action(step, CanaryPolicy(), failures_so_far=0, step_elapsed_s=1,
-                         rechecked=True)  # fmt: skip
-    assert (second.kind, second.failures) == (ActionKind.ROLLBACK, 1)
-    both = aggregate([fail, CheckResult(name="quality", outcome=Outcome.FAIL, reason="")], 60)
-    at_once = next_action(both, CanaryPolicy(), failures_so_far=0, step_elapsed_s=1)
-    assert at_once.kind == ActionKind.ROLLBACK

@@ -1,7 +1,8 @@
-"""The canary loop against FakeTarget + FakeStepLoad: advance, fail, inconclusive, hard failure."""
+"""The canary loop against FakeTarget + FakeStepLoad: batches, advance, fail, pause, deadline."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,15 @@ from infra.controller.fake import (
     erroring_canary,
     good_canary,
     low_quality_canary,
+    no_traffic,
     slow_canary,
     too_few_samples,
 )
-from infra.errors import NoRequestsCompletedError, RouterUnreachableError
+from infra.controller.ports import StepEvidence
+from infra.errors import NoRequestsCompletedError, NoTrafficError, RouterUnreachableError
 from infra.targets.base import Variant
 from infra.targets.fake import FakeTarget
-from validation.analysis import CanaryPolicy, samples_needed
-from validation.analysis.policy import EarlyLook
+from validation.analysis import CanaryPolicy
 
 STEPS = [10, 25, 50]
 
@@ -42,23 +44,38 @@ def _run(
     profiles: list[Profile] | Profile, tmp: Path, policy: CanaryPolicy | None = None
 ) -> tuple[CanaryResult, FakeTarget, FakeStepLoad]:
     target, clock = _target_with_canary(), FakeClock()
-    load = FakeStepLoad(profiles, clock=clock, seconds_per_run=60)
+    load = FakeStepLoad(profiles, clock=clock, seconds_per_run=5)
     controller = CanaryController(target, load, clock=clock, sleep=clock.advance)
     result = controller.run(STEPS, policy or CanaryPolicy(), tmp)
     return result, target, load
 
 
-def test_good_canary_passes_every_step_with_sized_load(tmp_path: Path) -> None:
+def test_good_canary_passes_every_step_in_batches(tmp_path: Path) -> None:
     result, target, load = _run(good_canary(), tmp_path)
-    assert result.passed
+    assert result.passed, result.reasons
     assert [c for c in target.calls if c[0] == "set_weights"] == [("set_weights", w) for w in STEPS]
-    policy = CanaryPolicy()
-    sized = [[(w, samples_needed(policy.probe(), w)), (w, samples_needed(policy.main(), w))]
-             for w in STEPS]  # fmt: skip
-    assert load.calls == [call for pair in sized for call in pair]
-    assert [s.action for s in result.steps] == ["continue", "advance"] * 3
-    assert [s.attempt for s in result.steps] == [0, 1] * 3
-    assert {row["check"] for row in result.steps[1].table} >= {"latency", "error_rate", "quality"}
+    batch = CanaryPolicy().batch_requests
+    # when drift alone is undecided, one batch big enough for Evidently (100 canary rows)
+    assert {r for _, r in load.calls} <= {batch, 100 * 100 // 10}
+    assert [s.weight for s in result.steps] == STEPS  # one record per step
+    assert [s.action for s in result.steps] == ["advance"] * 3
+    assert sum(s.batches for s in result.steps) == len(load.calls)
+    checks = {row["check"] for row in result.steps[0].table}
+    assert checks >= {"latency.p50", "latency.p95", "latency.p99", "ttft.p99", "itl.p95",
+                      "error_rate", "quality", "drift"}  # fmt: skip
+    for row in result.steps[0].table:
+        assert row["outcome"] == "pass"
+        assert row["decided_at_requests"] is not None
+        assert row["decided_at_s"] is not None
+    assert result.blast_radius is None
+
+
+def test_later_steps_reuse_the_paired_evidence(tmp_path: Path) -> None:
+    """latency and quality carry over (equal conditions); each step still needs its own
+    min_samples, so a later step is shorter but never empty."""
+    result, _, _ = _run(good_canary(), tmp_path)
+    first, *later = result.steps
+    assert all(1 <= s.batches < first.batches for s in later)
 
 
 @pytest.mark.parametrize(
@@ -72,36 +89,103 @@ def test_good_canary_passes_every_step_with_sized_load(tmp_path: Path) -> None:
 def test_bad_canary_fails_at_first_step_naming_the_check(
     profile: Profile, check: str, tmp_path: Path
 ) -> None:
-    result, target, _ = _run(profile, tmp_path)
+    result, target, load = _run(profile, tmp_path)
     assert not result.passed
     assert not result.aborted
-    assert {s.weight for s in result.steps} == {10}
+    assert [s.weight for s in result.steps] == [10]
     assert result.steps[-1].action == "rollback"
     failed = [r["check"] for r in result.steps[-1].table if r["outcome"] == "fail"]
-    assert check in failed
+    assert any(name.split(".")[0] == check for name in failed)
     assert check in result.reasons[0]
     assert ("promote", None) not in target.calls
     assert ("rollback", None) not in target.calls
+    assert len(load.calls) <= 5  # a broken canary stops within a few batches
+    blast = result.blast_radius
+    assert blast is not None
+    assert blast.canary_requests > 0
+    assert blast.exposed_s > 0
 
 
-NO_PROBE = EarlyLook(enabled=False)
+@pytest.mark.parametrize(
+    "profile",
+    [canary_profile(accuracy=0.1), slow_canary(factor=5.0), canary_profile(error_rate=0.3)],
+    ids=["broken-quality", "5x-slower", "30%-errors"],
+)
+def test_a_blatant_regression_stops_after_the_first_batches(
+    profile: Profile, tmp_path: Path
+) -> None:
+    result, _, load = _run(profile, tmp_path)
+    assert not result.passed
+    assert len(load.calls) <= 2
+    assert result.steps[-1].requests <= 2 * CanaryPolicy().batch_requests
 
 
-def test_too_few_samples_extends_then_rolls_back_at_the_deadline(tmp_path: Path) -> None:
-    policy = CanaryPolicy(progress_deadline_s=300, early=NO_PROBE)
+def test_too_few_samples_stay_inconclusive_until_the_deadline(tmp_path: Path) -> None:
+    policy = CanaryPolicy(progress_deadline_s=300)
     result, _, load = _run(too_few_samples(), tmp_path, policy)
     assert not result.passed
-    assert [s.action for s in result.steps] == ["extend"] * 4 + ["rollback"]
-    assert "inconclusive" in result.reasons[0]
+    (step,) = result.steps
+    assert (step.outcome, step.action) == ("inconclusive", "rollback")
     assert "deadline" in result.reasons[0]
-    assert [r for _, r in load.calls] == [samples_needed(policy, 10) * 2**i for i in range(5)]
+    assert "would still need" in result.reasons[0]
+    assert len(load.calls) == 300 // 5  # one batch per 5 s of fake time, up to the deadline
+    assert all(row["outcome"] != "pass" or row["check"] == "drift" for row in step.table)
 
 
-def test_a_failure_under_the_threshold_retries_a_fresh_window(tmp_path: Path) -> None:
-    policy = CanaryPolicy(failure_threshold=2, early=NO_PROBE)
-    result, _, _ = _run([low_quality_canary(), good_canary()], tmp_path, policy)
-    assert result.passed
-    assert [s.action for s in result.steps][:2] == ["retry", "advance"]
+def test_no_traffic_pauses_and_never_passes(tmp_path: Path) -> None:
+    policy = CanaryPolicy(progress_deadline_s=120, pause_s=10)
+    result, _, load = _run(no_traffic(), tmp_path, policy)
+    assert not result.passed
+    (step,) = result.steps
+    assert step.paused == "paused: no traffic"
+    assert step.paused_batches == step.batches == len(load.calls)
+    assert "paused: no traffic" in result.reasons[0]
+    assert all(row["outcome"] == "inconclusive" for row in step.table)
+
+
+def test_a_pause_then_traffic_resumes_and_passes(tmp_path: Path) -> None:
+    result, _, _ = _run([no_traffic(), no_traffic(), good_canary()], tmp_path)
+    assert result.passed, result.reasons
+    assert result.steps[0].paused_batches == 2
+    assert result.steps[0].paused == "paused: no traffic"
+
+
+class _NoTrafficThen:
+    """A load that is switched off and sees no user traffic for `idle` batches."""
+
+    def __init__(self, inner: FakeStepLoad, idle: int) -> None:
+        self.inner, self.idle = inner, idle
+
+    def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
+        if self.idle > 0:
+            self.idle -= 1
+            raise NoTrafficError("load disabled and no user request reached the canary")
+        return self.inner.run(weight, requests, out_dir)
+
+
+def test_no_traffic_from_the_load_pauses_the_step_then_it_resumes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    load = _NoTrafficThen(FakeStepLoad(good_canary(), clock=clock), idle=3)
+    controller = CanaryController(_target_with_canary(), load, clock=clock, sleep=clock.advance)
+    result = controller.run([50], CanaryPolicy(), tmp_path)
+    assert result.passed, result.reasons
+    assert result.steps[0].paused_batches == 3
+    assert result.steps[0].paused == "paused: no traffic"
+    stalled = _NoTrafficThen(FakeStepLoad(good_canary(), clock=clock), idle=10_000)
+    policy = CanaryPolicy(progress_deadline_s=60, pause_s=10)
+    ctl = CanaryController(_target_with_canary(), stalled, clock=clock, sleep=clock.advance)
+    never = ctl.run([50], policy, tmp_path)
+    assert not never.passed
+    assert not never.aborted
+    assert "paused: no traffic" in never.reasons[0]
+
+
+def test_a_failure_under_the_threshold_retries_afresh(tmp_path: Path) -> None:
+    policy = CanaryPolicy(failure_threshold=2)
+    bad = [low_quality_canary()] * 3
+    result, _, _ = _run([*bad, good_canary()], tmp_path, policy)
+    assert result.passed, result.reasons
+    assert [(s.attempt, s.action) for s in result.steps][:2] == [(0, "retry"), (1, "advance")]
 
 
 def test_hard_failure_rolls_back_without_analysis(tmp_path: Path) -> None:
@@ -113,62 +197,28 @@ def test_hard_failure_rolls_back_without_analysis(tmp_path: Path) -> None:
     assert len(load.calls) == 1
 
 
-@pytest.mark.parametrize(
-    ("profile", "actions"),
-    [
-        (canary_profile(accuracy=0.1), ["rollback"]),
-        (slow_canary(factor=5.0), ["recheck", "rollback"]),  # latency: one more probe window
-        (canary_profile(error_rate=0.3), ["rollback"]),
-    ],
-    ids=["broken-quality", "5x-slower", "30%-errors"],
-)
-def test_the_probe_stops_a_blatant_regression_after_tens_of_requests(
-    profile: Profile, actions: list[str], tmp_path: Path
-) -> None:
+def test_the_blast_radius_reads_user_counts_from_the_traffic_field(tmp_path: Path) -> None:
+    bad = erroring_canary(0.3)
+
+    def profile(weight: int, requests: int) -> StepEvidence:
+        return replace(bad(weight, requests), traffic={"user": {"canary": 7, "stable": 60}})
+
     result, _, load = _run(profile, tmp_path)
-    assert not result.passed
-    assert [s.action for s in result.steps] == actions
-    assert load.calls == [(10, samples_needed(CanaryPolicy().probe(), 10))] * len(actions)
-    assert load.calls[0][1] < samples_needed(CanaryPolicy(), 10) / 4
+    blast = result.blast_radius
+    assert blast is not None
+    assert blast.user_requests == 7 * len(load.calls)
+    assert blast.user_failed is None  # counts only: the evidence cannot tell
 
 
-def test_the_probe_and_the_full_analysis_share_alpha() -> None:
-    policy = CanaryPolicy(alpha=0.05)
-    assert policy.probe().alpha + policy.main().alpha == pytest.approx(0.05)
-    assert not policy.probe().drift.enabled
-    assert policy.probe().min_samples == 50
-    off = CanaryPolicy(early=NO_PROBE)
-    assert off.main() == off
-
-
-def test_a_latency_only_failure_is_rechecked_on_a_fresh_window(tmp_path: Path) -> None:
-    """A host hiccup on the canary's cores fails one window; the recheck passes → advance."""
-    result, _, load = _run([good_canary(), slow_canary(), good_canary()], tmp_path)
-    assert result.passed
-    first = result.steps[:3]
-    assert [(s.attempt, s.action) for s in first] == [(0, "continue"), (1, "recheck"),
-                                                      (2, "advance")]  # fmt: skip
-    assert "latency alone failed" in first[1].reason
-    assert load.calls[1] == load.calls[2]  # the recheck is a window of the same size
-
-
-def test_a_slower_canary_fails_its_recheck_too(tmp_path: Path) -> None:
-    result, _, _ = _run([good_canary(), slow_canary()], tmp_path)
-    assert not result.passed
-    assert [(s.attempt, s.action) for s in result.steps] == [(0, "continue"), (1, "recheck"),
-                                                            (2, "rollback")]  # fmt: skip
-    assert "latency" in result.reasons[0]
-
-
-def test_quality_failures_are_not_rechecked(tmp_path: Path) -> None:
-    result, _, _ = _run([good_canary(), low_quality_canary()], tmp_path)
-    assert [s.action for s in result.steps] == ["continue", "rollback"]
-
-
-def test_recheck_can_be_switched_off(tmp_path: Path) -> None:
-    policy = CanaryPolicy(recheck_latency=False)
-    result, _, _ = _run([good_canary(), slow_canary()], tmp_path, policy)
-    assert [s.action for s in result.steps] == ["continue", "rollback"]
+def test_the_blast_radius_counts_the_users_the_canary_answered(tmp_path: Path) -> None:
+    result, _, load = _run(canary_profile(error_rate=0.3, users=0.5), tmp_path)
+    blast = result.blast_radius
+    assert blast is not None
+    per_batch = CanaryPolicy().batch_requests * 10 // 100
+    assert blast.canary_requests == per_batch * len(load.calls)
+    assert blast.user_requests == round(per_batch * 0.5) * len(load.calls)
+    assert blast.user_failed == round(round(per_batch * 0.5) * 0.3) * len(load.calls)
+    assert blast.exposed_s == pytest.approx(5.0 * len(load.calls))
 
 
 class _RouterLostOnce:

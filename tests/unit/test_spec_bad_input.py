@@ -92,10 +92,18 @@ RELEASE: list[tuple[str, object, str]] = [
     ("canary.policy.progress_deadline_s", -1, f"{GT} 0"),
     ("canary.policy.progress_deadline_s", 0, f"{GT} 0"),
     ("canary.policy.progress_deadline_s", INF, FINITE),
-    ("canary.policy.bootstrap_resamples", 10, f"{GE} 200"),
+    ("canary.policy.batch_requests", 0, f"{GE} 1"),
+    ("canary.policy.expected_rps", 0, f"{GT} 0"),
     ("canary.policy.latncy", {}, EXTRA),
     ("canary.policy.latency.max_ratio", 0.9, f"{GE} 1"),
-    ("canary.policy.latency.quantile", 1, f"{LT} 1"),
+    ("canary.policy.latency.quantiles", [0.5, 1], "quantiles must each lie in (0, 1)"),
+    ("canary.policy.ttft.quantiles", [0], "quantiles must each lie in (0, 1)"),
+    ("canary.policy.latency.quantiles", [], "at least 1 item"),
+    ("canary.policy.latency.pass_ratio", 2.0, "pass_ratio 2 is wider than max_ratio 1.5"),
+    ("canary.policy.itl.min_increase_ms", -1, f"{GE} 0"),
+    ("canary.policy.error_rate.pass_increase", 0.5, "is wider than max_increase 0.01"),
+    ("canary.policy.quality.pass_drop", 0.5, "pass_drop 0.5 is wider than max_drop 0.1"),
+    ("canary.policy", {"progress_deadline_s": 30}, "cannot fit the minimum evidence"),
     ("canary.policy.latency.max_ms", -10, f"{GT} 0"),
     ("canary.policy.ttft.min_samples", 0, f"{GE} 1"),
     ("canary.policy.error_rate.max_increase", -0.1, f"{GE} 0"),
@@ -108,8 +116,7 @@ RELEASE: list[tuple[str, object, str]] = [
     ("canary.policy.hard.window_s", 0, f"{GT} 0"),
     ("canary.policy.hard.burst_rate", 2, f"{LE} 1"),
     ("canary.policy.hard.max_restarts", -1, f"{GE} 0"),
-    ("canary.policy.early.alpha_share", 1, f"{LT} 1"),
-    ("canary.policy.early.min_samples", 3, f"{GE} 10"),
+    ("canary.policy.early", {}, EXTRA),
     ("load.users", 0, f"{GE} 1"),
     ("load.users", 1000, f"{LE} 256"),
     ("load.spawn_rate", 0, f"{GT} 0"),
@@ -227,7 +234,8 @@ def test_good_specs_still_validate() -> None:
     spec = ReleaseSpec.model_validate({
         "model": "/data/model", "serving": {"cpu": "500m", "memory": "512Mi"},
         "load": {"prompts": "replay", "replay_file": "traffic.jsonl"},
-        "canary": {"steps": [1, 99], "interval_s": 0},
+        "canary": {"steps": [1, 99], "interval_s": 0,  # a 1 % step needs a fast load
+                   "policy": {"expected_rps": 200}},
     })  # fmt: skip
     assert spec.canary.steps == [1, 99]
     assert GitSource(repo="/srv/git/app.git", sha="1a2b3c4", spec="deploy/release.yaml").spec

@@ -1,37 +1,33 @@
-"""Canary analysis: canary vs stable in the same window -> pass | fail | inconclusive.
+"""Canary analysis: canary vs stable, looked at after every batch, anytime-valid.
 
-policy.py   CanaryPolicy (thresholds, alpha, minimum samples, deadline), samples_needed
-stats.py    the tests: bootstrap quantile ratio, Fisher exact, Newcombe interval
-checks.py   one function per check -> CheckResult (outcome, numbers, reason)
-verdict.py  analyze_step -> StepVerdict, next_action, detect_hard_failure
+policy.py      CanaryPolicy (margins, alpha for the whole rollout, batch size, deadline)
+sequential.py  confidence sequences: quantiles, rates, bounded means (valid at every look)
+checks.py      one sequential state per check -> CheckResult (estimate, CS, decided at)
+verdict.py     StepAnalysis -> StepVerdict; detect_hard_failure
+stats.py       fixed-horizon tests (bootstrap quantile ratio, Fisher, Newcombe): the
+               design the sequential one replaced, kept for bench/sequential.py's baseline
 """
 
-from validation.analysis.checks import CheckResult, Outcome
-from validation.analysis.policy import CanaryPolicy, samples_needed
+from validation.analysis.checks import CheckResult, Look, Outcome
+from validation.analysis.policy import CanaryPolicy
 from validation.analysis.verdict import (
-    Action,
-    ActionKind,
     CanaryHealth,
     HardFailure,
+    StepAnalysis,
     StepVerdict,
     aggregate,
-    analyze_step,
     detect_hard_failure,
-    next_action,
 )
 
 __all__ = [
-    "Action",
-    "ActionKind",
     "CanaryHealth",
     "CanaryPolicy",
     "CheckResult",
     "HardFailure",
+    "Look",
     "Outcome",
+    "StepAnalysis",
     "StepVerdict",
     "aggregate",
-    "analyze_step",
     "detect_hard_failure",
-    "next_action",
-    "samples_needed",
 ]

@@ -1,46 +1,45 @@
-"""One function per canary check: canary vs stable in the same window -> CheckResult.
+"""The sequential checks of one canary step: evidence accumulates batch by batch, every
+look may decide, and each decision keeps the numbers it was taken on.
 
-How each check decides (policy.py has the shared rule and the thresholds):
+    state = LatencyState("latency", Metric.LATENCY, policy.latency, alpha, min_samples=100)
+    state.add(evidence.source, evidence.window_s)   # after each batch
+    rows = state.judge(Look(requests=800, elapsed_s=42.0))   # one CheckResult per quantile
 
-- latency / ttft: ratio of the p95 of canary over stable, one-sided bootstrap test of
-  ratio > 1 (stats.quantile_ratio_test; histogram_ratio_test for Prometheus buckets).
-  Why a bootstrap of the p95 ratio and not a Mann-Whitney U test: the policy is about the
-  tail (p95), and U tests whether one whole distribution sits above the other. A canary
-  with the same median and a doubled tail passes U; with large samples U flags a 2 %
-  median shift nobody cares about; and on histogram buckets U drowns in ties. The
-  bootstrap estimates exactly the quantity the threshold is written in, gives a CI of it,
-  works on raw values and on buckets alike, and its exact order-statistic sampler is
-  cheap (stats.py). Measured calibration: see tests/unit/test_analysis_properties.py.
-- error_rate: difference of failure rates, one-sided Fisher exact test (exact at the small
-  counts a short canary step has; a z-test is unreliable with 0-3 errors), Newcombe CI.
-- quality: difference of golden-prompt accuracies, validation.quality.p_value_worse
-  (one-sided pooled two-proportion z-test), Newcombe CI of the difference, Wilson bound
-  of the canary's accuracy against an absolute floor.
-- drift: the Evidently drift share of the canary's rows against the reference, vs
-  `max_share` (the per-column tests and their thresholds are Evidently's).
+How each decides (policy.py has the margins; sequential.py the confidence sequences):
 
-CIs are two-sided at level 1 - 2 x alpha_check, so "CI entirely beyond 1 (or 0)" and
-"one-sided p < alpha_check" say the same thing.
+- latency / ttft / itl, per quantile q: CS of q for each variant at alpha / (2 x #q), so
+  all of them hold at every look together; ratio CS [L_c / U_s, U_c / L_s] and difference
+  CS [L_c - U_s, U_c - L_s]. Fail: ratio low > max_ratio AND difference low >
+  min_increase_ms (or the canary's q confidently above max_ms). Pass: ratio high <=
+  pass_ratio OR difference high <= min_increase_ms. Quantiles cover the tail (p99), the
+  body (p50) and so changes of spread too, which one ratio of p95 could not.
+- error_rate: CS of each variant's failure rate at alpha / 2 (beta-binomial mixture), the
+  difference's CS vs max_increase / pass_increase (and max_rate on the canary's own).
+- quality: with paired rows (quality_paired, canary - stable score per row in [-1, 1]) a
+  betting CS on the mean difference (sequential McNemar for 0/1 scores); without pairs,
+  the accuracies' difference like error_rate. Fail: CS high < -max_drop; pass: CS low >=
+  -pass_drop.
+- drift: Evidently's fixed-sample tests, so one look per step: the first batch with
+  min_samples rows decides (looking again would inflate its false alarm).
+
+A pass stays a pass for the step (the CS that showed it covered the truth at every look),
+but a later fail still fails: the fail side keeps watching until the step ends. A source
+error or no data leaves a check inconclusive with the error in its reason, never a pass.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats as sps  # type: ignore[import-untyped]
 
-from validation.analysis import stats
-from validation.analysis.policy import (
-    CanaryPolicy,
-    DriftCheck,
-    ErrorRateCheck,
-    LatencyCheck,
-    QualityCheck,
-)
+from validation.analysis import sequential as cs
+from validation.analysis.policy import DriftCheck, ErrorRateCheck, LatencyCheck, QualityCheck
 from validation.drift import DriftResult
-from validation.metrics.base import Sample
-from validation.quality import QualityScore, p_value_worse, wilson
+from validation.metrics.base import FloatArray, Metric, MetricSource, MetricSourceError, Sample
 
 
 class Outcome(StrEnum):
@@ -50,7 +49,7 @@ class Outcome(StrEnum):
 
 
 class CheckResult(BaseModel):
-    """One check's verdict with the numbers it was decided on."""
+    """One check's state at a look, with the numbers it was decided on."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -62,13 +61,16 @@ class CheckResult(BaseModel):
     n_stable: int = 0
     canary_value: float | None = None
     stable_value: float | None = None
-    effect: float | None = None  # ratio (latency), difference (rates), share (drift)
-    statistic: float | None = None  # the test's own statistic (odds ratio, z, ...)
-    p_value: float | None = None  # one-sided, H1: canary worse
-    ci_low: float | None = None  # CI of `effect`
+    effect: float | None = None  # estimate: ratio (latency), difference (rates, scores)
+    ci_low: float | None = None  # confidence sequence of `effect` at this look
     ci_high: float | None = None
     ci_level: float | None = None
     alpha: float | None = None
+    diff_low: float | None = None  # latency: CS of the increase in ms
+    diff_high: float | None = None
+    decided_at_requests: int | None = None  # step requests when the outcome was reached
+    decided_at_s: float | None = None  # step seconds when the outcome was reached
+    needs: str | None = None  # undecided: what it would still need
 
 
 def worst(outcomes: list[Outcome]) -> Outcome:
@@ -85,207 +87,318 @@ def inconclusive(name: str, reason: str, n_canary: int = 0, n_stable: int = 0) -
                        n_canary=n_canary, n_stable=n_stable)  # fmt: skip
 
 
-def _too_few(name: str, canary: Sample, stable: Sample, need: int) -> CheckResult | None:
-    if canary.n >= need and stable.n >= need:
-        return None
-    return inconclusive(
-        name,
-        f"not enough samples: canary {canary.n}, stable {stable.n}, need >= {need} each; "
-        f"run the step longer or send more load",
-        canary.n,
-        stable.n,
-    )
+@dataclass(frozen=True)
+class Look:
+    """Where the step stands when the checks are judged."""
+
+    requests: int
+    elapsed_s: float
 
 
-def _judge(beyond: bool, p: float, alpha: float, what: str) -> tuple[Outcome, str]:
-    if not beyond:
-        return Outcome.PASS, f"{what} within tolerance"
-    if p < alpha:
-        return Outcome.FAIL, f"{what} beyond tolerance and significant (p={p:.3g} < {alpha:.3g})"
-    return Outcome.INCONCLUSIVE, (
-        f"{what} beyond tolerance but not significant (p={p:.3g} >= {alpha:.3g}); "
-        f"more samples needed"
-    )
+@dataclass
+class _Sticky:
+    """First look at which each row reached its outcome (pass sticks, fail ends the step)."""
+
+    decided: dict[str, CheckResult] = field(default_factory=dict)
+
+    def settle(self, row: CheckResult, look: Look) -> CheckResult:
+        earlier = self.decided.get(row.name)
+        if row.outcome == Outcome.FAIL or earlier is None:
+            if row.outcome == Outcome.INCONCLUSIVE:
+                return row
+            row = row.model_copy(update={"decided_at_requests": look.requests,
+                                         "decided_at_s": look.elapsed_s})  # fmt: skip
+            self.decided[row.name] = row
+            return row
+        return earlier  # a pass stays, with the numbers it was decided on
 
 
-def check_latency(
-    name: str, canary: Sample, stable: Sample, cfg: LatencyCheck, policy: CanaryPolicy
-) -> CheckResult:
-    """Quantile ratio canary/stable vs `cfg.max_ratio` (and `cfg.max_ms`)."""
-    short = _too_few(name, canary, stable, policy.min_samples_for(cfg))
-    if short is not None:
-        return short
-    alpha = policy.check_alpha()
-    level = 1 - 2 * alpha
-    test = _ratio_test(canary, stable, cfg.quantile, policy, level)
-    if isinstance(test, str):
-        return inconclusive(name, test, canary.n, stable.n)
-    pct = f"p{round(cfg.quantile * 100)}"
-    outcome, why = _judge(test.ratio > cfg.max_ratio, test.p_value, alpha,
-                          f"{pct} ratio {test.ratio:.3g} (limit {cfg.max_ratio:g})")  # fmt: skip
-    outcomes, reasons = [outcome], [why]
-    if cfg.max_ms is not None and test.canary > cfg.max_ms:
-        sure = test.canary_low > cfg.max_ms
-        outcomes.append(Outcome.FAIL if sure else Outcome.INCONCLUSIVE)
-        reasons.append(f"canary {pct} {test.canary:.4g} ms above the {cfg.max_ms:g} ms limit"
-                       + ("" if sure else " but not confidently"))  # fmt: skip
-    return CheckResult(
-        name=name,
-        outcome=worst(outcomes),
-        reason=f"{pct} canary {test.canary:.4g} ms vs stable {test.stable:.4g} ms; "
-        + "; ".join(reasons),
-        test=f"bootstrap {pct} ratio, one-sided (B={test.resamples}, seed {policy.seed})",
-        n_canary=canary.n,
-        n_stable=stable.n,
-        canary_value=test.canary,
-        stable_value=test.stable,
-        effect=test.ratio,
-        statistic=test.ratio,
-        p_value=test.p_value,
-        ci_low=test.ci_low,
-        ci_high=test.ci_high,
-        ci_level=level,
-        alpha=alpha,
-    )
+def _query(source: MetricSource, metric: str, variant: str, window_s: float) -> Sample | str:
+    try:
+        return source.query(metric, variant, window_s)
+    except MetricSourceError as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
-def _ratio_test(
-    canary: Sample, stable: Sample, q: float, policy: CanaryPolicy, level: float
-) -> stats.RatioTest | str:
-    b, seed = policy.bootstrap_resamples, policy.seed
-    if canary.values is not None and stable.values is not None:
-        return stats.quantile_ratio_test(canary.values, stable.values, q, b, seed, level)
-    hc, hs = canary.histogram, stable.histogram
-    if hc is not None and hs is not None:
-        if hc.upper_bounds != hs.upper_bounds:
-            return "canary and stable histograms have different buckets; cannot compare them"
-        return stats.histogram_ratio_test(hc.upper_bounds, hc.counts, hs.counts, q, b, seed, level)
-    return (
-        f"need raw latencies or histograms for both variants (got canary from {canary.source}, "
-        f"stable from {stable.source}); a bare percentile cannot be tested"
-    )
+def _needs(n: int, est: float, low: float, high: float, limits: tuple[float, float]) -> str:
+    """Rough per-variant samples to decide: CS half-width shrinks about as 1/sqrt(n)."""
+    gap = min(abs(est - limit) for limit in limits)
+    half = (high - low) / 2
+    if not math.isfinite(half):
+        return f"about {max(2 * n, 100)}+ samples per variant for a finite bound"
+    if gap <= 1e-12:
+        return "the estimate sits on the margin: no sample size decides; widen the margins"
+    more = max(0, math.ceil(n * (half / gap) ** 2) - n)
+    return f"about {more} more samples per variant"
 
 
-def _counts(sample: Sample) -> tuple[int, int] | None:
-    if sample.successes is None or sample.failures is None:
-        return None
-    return sample.failures, sample.n
+class LatencyState:
+    """Latency-like values (ms) of both variants over the step, per-quantile CS."""
+
+    def __init__(
+        self, name: str, metric: Metric, cfg: LatencyCheck, alpha: float, min_samples: int
+    ) -> None:
+        self.name, self.metric, self.cfg = name, metric, cfg
+        self.alpha, self.min_samples = alpha, cfg.min_samples or min_samples
+        self.values: dict[str, list[FloatArray]] = {"canary": [], "stable": []}
+        self.step_n = {"canary": 0, "stable": 0}
+        self.error = ""
+        self.sticky = _Sticky()
+
+    def new_step(self) -> None:
+        """Carry the evidence into the next step (equal conditions): the step's own count
+        restarts, and a pass must be shown again."""
+        self.step_n = {"canary": 0, "stable": 0}
+        self.sticky = _Sticky()
+
+    def add(self, source: MetricSource, window_s: float) -> int:
+        added = 0
+        for variant, chunks in self.values.items():
+            got = _query(source, self.metric, variant, window_s)
+            if isinstance(got, str):
+                self.error = got
+                continue
+            if got.values is None and got.histogram is not None:
+                got_values = _histogram_values(got)
+            elif got.values is not None:
+                got_values = got.values
+            else:
+                self.error = f"{variant} {self.metric} from {got.source} has no raw values"
+                continue
+            chunks.append(got_values)
+            self.step_n[variant] += got_values.size
+            added += got_values.size
+        return added
+
+    def judge(self, look: Look) -> list[CheckResult]:
+        c = np.sort(np.concatenate(self.values["canary"] or [np.empty(0)]))
+        s = np.sort(np.concatenate(self.values["stable"] or [np.empty(0)]))
+        if c.size == 0 or s.size == 0:
+            why = self.error or f"no {self.metric} samples yet"
+            return [inconclusive(self.name, why, c.size, s.size)]
+        a = self.alpha / (2 * len(self.cfg.quantiles))
+        return [self.sticky.settle(self._quantile(c, s, q, a), look) for q in self.cfg.quantiles]
+
+    def _quantile(self, c: FloatArray, s: FloatArray, q: float, a: float) -> CheckResult:
+        cfg, pct = self.cfg, f"p{q * 100:g}"
+        c_cs = cs.quantile_cs(c, q, a, presorted=True)
+        s_cs = cs.quantile_cs(s, q, a, presorted=True)
+        r_lo, r_hi = cs.ratio(c_cs, s_cs)
+        d_lo, d_hi = cs.difference(c_cs, s_cs)
+        qc, qs = cs.order_quantile(c, q), cs.order_quantile(s, q)
+        est = qc / qs if qs > 0 else math.inf
+        fails = r_lo > cfg.max_ratio and d_lo > cfg.min_increase_ms
+        over = cfg.max_ms is not None and c_cs[0] > cfg.max_ms
+        enough = min(self.step_n.values()) >= self.min_samples
+        within = r_hi <= cfg.pass_limit or d_hi <= cfg.min_increase_ms
+        under = cfg.max_ms is None or c_cs[1] <= cfg.max_ms
+        summary = (f"{pct} canary {qc:.4g} ms vs stable {qs:.4g} ms, ratio {est:.3g} "
+                   f"CS [{r_lo:.3g}, {r_hi:.3g}], increase CS [{d_lo:.3g}, {d_hi:.3g}] "
+                   "ms")  # fmt: skip
+        needs = None
+        if fails or over:
+            outcome = Outcome.FAIL
+            why = (f"beyond max_ratio {cfg.max_ratio:g} and the {cfg.min_increase_ms:g} ms "
+                   "floor" if fails else f"canary {pct} confidently above max_ms "
+                   f"{cfg.max_ms:g}")  # fmt: skip
+        elif within and under and enough:
+            outcome, why = Outcome.PASS, f"within pass_ratio {cfg.pass_limit:g} or the floor"
+        else:
+            outcome = Outcome.INCONCLUSIVE
+            n = min(self.step_n.values())
+            why = ("not yet decided" if enough
+                   else f"{n} < min_samples {self.min_samples} per variant in this "
+                   "step")  # fmt: skip
+            needs = _needs(min(c.size, s.size), est, r_lo, r_hi, (cfg.max_ratio, cfg.pass_limit))
+        return CheckResult(
+            name=f"{self.name}.{pct}", outcome=outcome, reason=f"{summary}: {why}",
+            test=f"quantile confidence sequences (Howard & Ramdas 2022), alpha {a:.3g} each",
+            n_canary=c.size, n_stable=s.size, canary_value=qc, stable_value=qs, effect=est,
+            ci_low=r_lo, ci_high=r_hi, ci_level=1 - 2 * a, alpha=2 * a,
+            diff_low=d_lo, diff_high=d_hi, needs=needs,
+        )  # fmt: skip
 
 
-def check_error_rate(
-    canary: Sample, stable: Sample, cfg: ErrorRateCheck, policy: CanaryPolicy
-) -> CheckResult:
-    """Failure-rate increase canary - stable vs `cfg.max_increase` (and `cfg.max_rate`)."""
-    name = "error_rate"
-    short = _too_few(name, canary, stable, policy.min_samples_for(cfg))
-    if short is not None:
-        return short
-    c, s = _counts(canary), _counts(stable)
-    if c is None or s is None:
-        return inconclusive(
-            name, "error samples carry no success/failure counts", canary.n, stable.n
-        )
-    alpha = policy.check_alpha()
-    level = 1 - 2 * alpha
-    diff, low, high = stats.newcombe_diff(c[0], c[1], s[0], s[1], level)
-    odds, p = stats.fisher_greater(c[0], c[1], s[0], s[1])
-    rc, rs = c[0] / c[1], s[0] / s[1]
-    what = f"increase {diff * 100:+.2f} pt (limit {cfg.max_increase * 100:g} pt)"
-    outcome, why = _judge(diff > cfg.max_increase, p, alpha, what)
-    outcomes, reasons = [outcome], [why]
-    if cfg.max_rate is not None and rc > cfg.max_rate:
-        sure = wilson(c[0], c[1], stats.z_for(level))[0] > cfg.max_rate
-        outcomes.append(Outcome.FAIL if sure else Outcome.INCONCLUSIVE)
-        reasons.append(f"canary rate above the {cfg.max_rate:.2%} limit"
-                       + ("" if sure else " but not confidently"))  # fmt: skip
-    return CheckResult(
-        name=name,
-        outcome=worst(outcomes),
-        reason=f"error rate canary {rc:.2%} ({c[0]}/{c[1]}) vs stable {rs:.2%} ({s[0]}/{s[1]}); "
-        + "; ".join(reasons),
-        test="Fisher exact, one-sided (canary rate > stable); Newcombe CI of the difference",
-        n_canary=c[1],
-        n_stable=s[1],
-        canary_value=rc,
-        stable_value=rs,
-        effect=diff,
-        statistic=odds,
-        p_value=p,
-        ci_low=low,
-        ci_high=high,
-        ci_level=level,
-        alpha=alpha,
-    )
+def _histogram_values(sample: Sample) -> FloatArray:
+    """Bucketed observations as their bucket's upper bound (+Inf: the highest finite one).
+    Ties at bounds make the quantile CS conservative only when buckets are fine."""
+    hist = sample.histogram
+    assert hist is not None
+    bounds = np.asarray(hist.upper_bounds, dtype=np.float64)
+    finite = bounds[np.isfinite(bounds)]
+    top = float(finite[-1]) if finite.size else 0.0
+    bounds = np.where(np.isfinite(bounds), bounds, top)
+    counts = np.clip(np.round(np.asarray(hist.counts, dtype=np.float64)), 0, None).astype(int)
+    return np.repeat(bounds, counts)
 
 
-def check_quality(
-    canary: Sample, stable: Sample, cfg: QualityCheck, policy: CanaryPolicy
-) -> CheckResult:
-    """Accuracy drop stable - canary vs `cfg.max_drop` (and the floor `cfg.min_accuracy`)."""
-    name = "quality"
-    short = _too_few(name, canary, stable, policy.min_samples_for(cfg))
-    if short is not None:
-        return short
-    if canary.successes is None or stable.successes is None:
-        return inconclusive(name, "quality samples carry no right/wrong counts", canary.n, stable.n)
-    alpha = policy.check_alpha()
-    level = 1 - 2 * alpha
-    sc = QualityScore.from_counts(canary.successes, canary.n)
-    ss = QualityScore.from_counts(stable.successes, stable.n)
-    diff, low, high = stats.newcombe_diff(sc.correct, sc.n, ss.correct, ss.n, level)
-    p = p_value_worse(sc, ss)
-    what = f"drop {-diff * 100:.1f} pt (limit {cfg.max_drop * 100:g} pt)"
-    outcome, why = _judge(-diff > cfg.max_drop, p, alpha, what)
-    outcomes, reasons = [outcome], [why]
-    if cfg.min_accuracy is not None and sc.accuracy < cfg.min_accuracy:
-        sure = wilson(sc.correct, sc.n, stats.z_for(level))[1] < cfg.min_accuracy
-        outcomes.append(Outcome.FAIL if sure else Outcome.INCONCLUSIVE)
-        reasons.append(f"canary below the {cfg.min_accuracy:.1%} floor"
-                       + ("" if sure else " but not confidently"))  # fmt: skip
-    return CheckResult(
-        name=name,
-        outcome=worst(outcomes),
-        reason=f"accuracy canary {sc.accuracy:.1%} ({sc.correct}/{sc.n}) vs stable "
-        f"{ss.accuracy:.1%} ({ss.correct}/{ss.n}); " + "; ".join(reasons),
-        test="two-proportion z-test, one-sided (canary worse); Newcombe CI of the difference",
-        n_canary=sc.n,
-        n_stable=ss.n,
-        canary_value=sc.accuracy,
-        stable_value=ss.accuracy,
-        effect=diff,
-        statistic=float(sps.norm.ppf(min(max(p, 1e-300), 1 - 1e-16))),  # z; finite
-        p_value=p,
-        ci_low=low,
-        ci_high=high,
-        ci_level=level,
-        alpha=alpha,
-    )
+class RateState:
+    """Failed-request counts of both variants over the step (error_rate)."""
+
+    def __init__(self, cfg: ErrorRateCheck, alpha: float, min_samples: int) -> None:
+        self.cfg, self.alpha = cfg, alpha
+        self.min_samples = cfg.min_samples or min_samples
+        self.counts = {"canary": [0, 0], "stable": [0, 0]}  # failures, n
+        self.error = ""
+        self.sticky = _Sticky()
+
+    def add(self, source: MetricSource, window_s: float) -> int:
+        added = 0
+        for variant, tally in self.counts.items():
+            got = _query(source, Metric.ERRORS, variant, window_s)
+            if isinstance(got, str) or got.failures is None or got.successes is None:
+                self.error = got if isinstance(got, str) else "errors carry no counts"
+                continue
+            tally[0] += got.failures
+            tally[1] += got.n
+            added += got.n
+        return added
+
+    def judge(self, look: Look) -> list[CheckResult]:
+        (fc, nc), (fs, ns) = self.counts["canary"], self.counts["stable"]
+        if nc == 0 or ns == 0:
+            return [inconclusive("error_rate", self.error or "no requests yet", nc, ns)]
+        cfg, a = self.cfg, self.alpha / 2
+        c_cs, s_cs = cs.rate_cs(fc, nc, a, cs.ERROR_PRIOR), cs.rate_cs(fs, ns, a, cs.ERROR_PRIOR)
+        lo, hi = cs.difference(c_cs, s_cs)
+        est = fc / nc - fs / ns
+        fails = lo > cfg.max_increase or (cfg.max_rate is not None and c_cs[0] > cfg.max_rate)
+        enough = min(nc, ns) >= self.min_samples
+        within = hi <= cfg.pass_limit and (cfg.max_rate is None or c_cs[1] <= cfg.max_rate)
+        summary = (f"error rate canary {fc}/{nc} vs stable {fs}/{ns}, increase "
+                   f"{est * 100:+.2f} pt CS [{lo * 100:+.2f}, {hi * 100:+.2f}] pt")  # fmt: skip
+        needs = None
+        if fails:
+            outcome, why = Outcome.FAIL, f"beyond {cfg.max_increase * 100:g} pt (or max_rate)"
+        elif within and enough:
+            outcome, why = Outcome.PASS, f"within {cfg.pass_limit * 100:g} pt"
+        else:
+            outcome, why = Outcome.INCONCLUSIVE, "not yet decided"
+            needs = _needs(min(nc, ns), est, lo, hi, (cfg.max_increase, cfg.pass_limit))
+        row = CheckResult(
+            name="error_rate", outcome=outcome, reason=f"{summary}: {why}",
+            test=f"beta-binomial mixture rate CS per variant, alpha {a:.3g} each",
+            n_canary=nc, n_stable=ns, canary_value=fc / nc, stable_value=fs / ns, effect=est,
+            ci_low=lo, ci_high=hi, ci_level=1 - self.alpha, alpha=self.alpha, needs=needs,
+        )  # fmt: skip
+        return [self.sticky.settle(row, look)]
 
 
-def check_drift(result: DriftResult, cfg: DriftCheck, policy: CanaryPolicy) -> CheckResult:
-    """Evidently drift share vs `cfg.max_share`."""
-    name, need = "drift", policy.min_samples_for(cfg)
-    if result.n_current < need or result.n_reference < need:
-        return inconclusive(
-            name,
-            f"not enough rows for drift: current {result.n_current}, reference "
-            f"{result.n_reference}, need >= {need} each",
-            result.n_current,
-            result.n_reference,
-        )
-    drifted = [c.column for c in result.columns if c.drifted]
-    failed = result.drift_share >= cfg.max_share
-    verdict = "at or above" if failed else "below"
-    return CheckResult(
-        name=name,
-        outcome=Outcome.FAIL if failed else Outcome.PASS,
-        reason=f"drift share {result.drift_share:.2f} {verdict} the limit {cfg.max_share:.2f} "
-        f"(drifted: {', '.join(drifted) or 'none'})",
-        test="Evidently DataDriftPreset ("
-        + ", ".join(f"{c.column}: {c.method}" for c in result.columns)
-        + ")",
-        n_canary=result.n_current,
-        n_stable=result.n_reference,
-        effect=result.drift_share,
-        statistic=result.drift_share,
-    )
+class QualityState:
+    """Paired score differences (quality_paired) or unpaired accuracies (quality)."""
+
+    def __init__(self, cfg: QualityCheck, alpha: float, min_samples: int) -> None:
+        self.cfg, self.alpha = cfg, alpha
+        self.min_samples = cfg.min_samples or min_samples
+        self.bet = cs.BettingCS(alpha)
+        self.pairs, self.pair_sum = 0, 0.0
+        self.counts = {"canary": [0, 0], "stable": [0, 0]}  # right, n
+        self.step_n = 0
+        self.error = ""
+        self.sticky = _Sticky()
+
+    def new_step(self) -> None:
+        """Carry the evidence into the next step: a pass must be shown again."""
+        self.step_n = 0
+        self.sticky = _Sticky()
+
+    def add(self, source: MetricSource, window_s: float) -> int:
+        got = _query(source, Metric.QUALITY_PAIRED, "canary", window_s)
+        if isinstance(got, Sample) and got.values is not None:
+            x = np.clip(got.values, -1.0, 1.0)
+            self.bet.update((x + 1) / 2)
+            self.pairs += x.size
+            self.pair_sum += float(np.sum(x))
+            self.step_n += x.size
+            return int(x.size)
+        added = 0
+        for variant, tally in self.counts.items():
+            one = _query(source, Metric.QUALITY, variant, window_s)
+            if isinstance(one, str) or one.successes is None:
+                self.error = one if isinstance(one, str) else "quality carries no counts"
+                continue
+            tally[0] += one.successes
+            tally[1] += one.n
+            added += one.n
+        self.step_n += added // 2
+        return added
+
+    def judge(self, look: Look) -> list[CheckResult]:
+        row = self._paired() if self.pairs else self._unpaired()
+        return [self.sticky.settle(row, look) if row.n_canary else row]
+
+    def _decide(
+        self, est: float, lo: float, hi: float, n: int, floor: bool
+    ) -> tuple[Outcome, str, str | None]:
+        cfg = self.cfg
+        if hi < -cfg.max_drop or floor:
+            return Outcome.FAIL, f"drop beyond {cfg.max_drop * 100:g} pt (or the floor)", None
+        if lo >= -cfg.pass_limit and self.step_n >= self.min_samples:
+            return Outcome.PASS, f"drop within {cfg.pass_limit * 100:g} pt", None
+        needs = _needs(n, est, lo, hi, (-cfg.max_drop, -cfg.pass_limit))
+        return Outcome.INCONCLUSIVE, "not yet decided", needs
+
+    def _paired(self) -> CheckResult:
+        lo_y, hi_y = self.bet.bounds()
+        n = self.pairs
+        lo, hi, est = 2 * lo_y - 1, 2 * hi_y - 1, self.pair_sum / n
+        outcome, why, needs = self._decide(est, lo, hi, n, floor=False)
+        return CheckResult(
+            name="quality", outcome=outcome, needs=needs,
+            reason=f"paired score difference {est * 100:+.1f} pt over {n} rows, CS "
+            f"[{lo * 100:+.1f}, {hi * 100:+.1f}] pt: {why}",
+            test=f"betting CS on the paired mean (Waudby-Smith & Ramdas), alpha {self.alpha:.3g}",
+            n_canary=n, n_stable=n, effect=est, ci_low=lo, ci_high=hi,
+            ci_level=1 - self.alpha, alpha=self.alpha,
+        )  # fmt: skip
+
+    def _unpaired(self) -> CheckResult:
+        (rc, nc), (rs, ns) = self.counts["canary"], self.counts["stable"]
+        if nc == 0 or ns == 0:
+            return inconclusive("quality", self.error or "no scored rows yet", nc, ns)
+        a = self.alpha / 2
+        c_cs, s_cs = cs.rate_cs(rc, nc, a), cs.rate_cs(rs, ns, a)
+        lo, hi = cs.difference(c_cs, s_cs)
+        est = rc / nc - rs / ns
+        floor = self.cfg.min_accuracy is not None and c_cs[1] < self.cfg.min_accuracy
+        outcome, why, needs = self._decide(est, lo, hi, min(nc, ns), floor)
+        return CheckResult(
+            name="quality", outcome=outcome, needs=needs,
+            reason=f"accuracy canary {rc}/{nc} vs stable {rs}/{ns}, difference "
+            f"{est * 100:+.1f} pt CS [{lo * 100:+.1f}, {hi * 100:+.1f}] pt: {why}",
+            test=f"beta-binomial mixture rate CS per variant (unpaired), alpha {a:.3g} each",
+            n_canary=nc, n_stable=ns, canary_value=rc / nc, stable_value=rs / ns, effect=est,
+            ci_low=lo, ci_high=hi, ci_level=1 - self.alpha, alpha=self.alpha,
+        )  # fmt: skip
+
+
+class DriftState:
+    """One look per step: the first batch's drift result with enough rows decides."""
+
+    def __init__(self, cfg: DriftCheck, min_samples: int) -> None:
+        self.cfg, self.need = cfg, cfg.min_samples or min_samples
+        self.result: CheckResult | None = None
+        self.last = "no drift result was computed yet"
+
+    def add(self, drift: DriftResult | None, look: Look) -> None:
+        if self.result is not None:
+            return
+        if drift is None:
+            return
+        if drift.n_current < self.need or drift.n_reference < self.need:
+            self.last = (f"not enough rows for drift: current {drift.n_current}, reference "
+                         f"{drift.n_reference}, need >= {self.need} each")  # fmt: skip
+            return
+        drifted = [c.column for c in drift.columns if c.drifted]
+        failed = drift.drift_share >= self.cfg.max_share
+        self.result = CheckResult(
+            name="drift", outcome=Outcome.FAIL if failed else Outcome.PASS,
+            reason=f"drift share {drift.drift_share:.2f} {'at or above' if failed else 'below'} "
+            f"the limit {self.cfg.max_share:.2f} (drifted: {', '.join(drifted) or 'none'})",
+            test="Evidently DataDriftPreset, one look per step",
+            n_canary=drift.n_current, n_stable=drift.n_reference, effect=drift.drift_share,
+            decided_at_requests=look.requests, decided_at_s=look.elapsed_s,
+        )  # fmt: skip
+
+    def judge(self) -> list[CheckResult]:
+        return [self.result or inconclusive("drift", self.last)]

@@ -1,27 +1,37 @@
-"""The canary policy: what each check tolerates, how sure a failure must be, how long to wait.
+"""The canary policy: what each check tolerates, how sure a decision must be, how long to wait.
 
-Every check reads the same way: a check FAILS when the canary is worse than the stable by
-more than its tolerance on the point estimate AND the difference is significant at the
-per-check alpha; it is INCONCLUSIVE when it has fewer than `min_samples` per variant, or
-when the point estimate is beyond tolerance but not (yet) significant; otherwise it PASSES.
-Absolute limits (`max_ms`, `max_rate`, `min_accuracy`) are a second line judged the same way
-against a confidence bound of the canary alone.
+Every statistical check keeps an anytime-valid confidence sequence (sequential.py) of the
+canary's effect (canary - stable, or canary / stable) over a step, looked at after every
+batch of `batch_requests` requests:
 
-`alpha` is the false-alarm rate of one step's verdict: it is split evenly (Bonferroni) over
-the enabled statistical checks, so identical canary and stable fail a step with probability
-at most `alpha` even with every tolerance at zero. Over a release of s steps the chance of a
-false rollback is at most s x alpha (the tolerances make it far smaller in practice).
+- it FAILS as soon as the whole confidence sequence lies beyond the fail margin (for
+  latency: the ratio beyond `max_ratio` AND the absolute increase beyond `min_increase_ms`,
+  so a 5 -> 10 ms change need not fail);
+- it PASSES as soon as the whole sequence lies within the pass margin (`pass_ratio`,
+  `pass_increase`, `pass_drop`; unset = the fail margin) and the step has at least
+  `min_samples` per variant;
+- otherwise it is INCONCLUSIVE, and at the progress deadline the step rolls back, the
+  record saying what each undecided check would still need. Never a pass.
 
-`samples_needed(policy, canary_weight)` sizes a step's load so both variants reach their
-minimum samples with high probability under random per-request routing.
+One error budget for the whole rollout: `alpha` bounds the chance that an identical canary
+is rolled back over all steps and all looks together. It is split evenly over the enabled
+statistical checks (union bound); inside a latency check over its quantiles and the two
+variants. Evidence from the equal-concurrency paired window (latency, ttft, itl,
+quality_paired) carries over the steps in one confidence sequence per check
+(`carry_paired`, `rollout_alpha`); error_rate reads all traffic, whose mix the weight
+changes, so it starts afresh at each step with its budget split over the steps
+(`look_alpha`). Each step needs `min_samples` of its own before anything passes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
-from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats as sps  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from validation.analysis.sequential import ERROR_PRIOR, plausible_counts, rate_cs
 
 
 class _Frozen(BaseModel):
@@ -30,29 +40,68 @@ class _Frozen(BaseModel):
 
 
 class LatencyCheck(_Frozen):
-    """A latency quantile of the canary against the stable's (bootstrap ratio test)."""
+    """Quantiles of the canary against the stable's (confidence sequences on each)."""
 
     enabled: bool = Field(True, description="Run this check.")
-    quantile: float = Field(0.95, gt=0, lt=1, description="Which quantile to compare (0.95=p95).")
-    max_ratio: float = Field(
-        1.5, ge=1.0, description="Fail when canary/stable quantile exceeds this, significantly."
+    quantiles: tuple[float, ...] = Field(
+        (0.5, 0.95, 0.99), min_length=1, description="Quantiles compared at once (each in (0, 1))."
     )
+    max_ratio: float = Field(
+        1.5, ge=1.0, description="Fail when canary/stable of a quantile is confidently above this "
+        "(and the increase confidently above min_increase_ms).",
+    )  # fmt: skip
+    pass_ratio: float | None = Field(
+        None, ge=1.0, description="Pass when every quantile's ratio is confidently at or below "
+        "this (or its increase at or below min_increase_ms); None: max_ratio.",
+    )  # fmt: skip
+    min_increase_ms: float = Field(
+        5.0, ge=0, description="Absolute floor (ms): an increase below it never fails, "
+        "whatever the ratio.",
+    )  # fmt: skip
     max_ms: float | None = Field(
-        None, gt=0, description="Absolute limit (ms): fail when the canary's quantile is "
+        None, gt=0, description="Absolute limit (ms): fail when a canary quantile is "
         "confidently above it. None: no absolute limit.",
     )  # fmt: skip
     min_samples: int | None = Field(
         None, ge=1, description="Per-variant minimum for this check; None: the policy's."
     )
 
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [q for q in v if not 0 < q < 1]
+        if bad:
+            raise ValueError(
+                f"quantiles must each lie in (0, 1), e.g. [0.5, 0.95, 0.99]; got {bad}"
+            )
+        return tuple(sorted(set(v)))
+
+    @model_validator(mode="after")
+    def _margins(self) -> LatencyCheck:
+        if self.pass_ratio is not None and self.pass_ratio > self.max_ratio:
+            raise ValueError(
+                f"pass_ratio {self.pass_ratio:g} is wider than max_ratio {self.max_ratio:g}: "
+                "a canary could pass and fail at once; give pass_ratio <= max_ratio (or "
+                "leave it unset)"
+            )
+        return self
+
+    @property
+    def pass_limit(self) -> float:
+        return self.max_ratio if self.pass_ratio is None else self.pass_ratio
+
 
 class ErrorRateCheck(_Frozen):
-    """The canary's failed-request rate against the stable's (one-sided Fisher exact test)."""
+    """The canary's failed-request rate against the stable's, on all traffic."""
 
     enabled: bool = Field(True, description="Run this check.")
     max_increase: float = Field(
-        0.01, ge=0, le=1, description="Fail when canary rate - stable rate exceeds this "
-        "(0.01 = 1 point), significantly.",
+        0.01, ge=0, le=1, description="Fail when canary rate - stable rate is confidently above "
+        "this (0.01 = 1 point).",
+    )  # fmt: skip
+    pass_increase: float | None = Field(
+        None, ge=0, le=1, description="Pass when the increase is confidently at or below this; "
+        "None: max_increase.",
     )  # fmt: skip
     max_rate: float | None = Field(
         None, ge=0, le=1, description="Absolute limit: fail when the canary's rate is "
@@ -62,22 +111,53 @@ class ErrorRateCheck(_Frozen):
         None, ge=1, description="Per-variant minimum for this check; None: the policy's."
     )
 
+    @model_validator(mode="after")
+    def _margins(self) -> ErrorRateCheck:
+        if self.pass_increase is not None and self.pass_increase > self.max_increase:
+            raise ValueError(
+                f"pass_increase {self.pass_increase:g} is wider than max_increase "
+                f"{self.max_increase:g}: give pass_increase <= max_increase (or leave it unset)"
+            )
+        return self
+
+    @property
+    def pass_limit(self) -> float:
+        return self.max_increase if self.pass_increase is None else self.pass_increase
+
 
 class QualityCheck(_Frozen):
-    """Golden-prompt exact-match accuracy of the canary against the stable's."""
+    """Canary - stable score: paired per evaluation row (quality_paired) when the evidence
+    has pairs, else the two accuracies (quality counts)."""
 
     enabled: bool = Field(True, description="Run this check.")
     max_drop: float = Field(
-        0.10, ge=0, le=1, description="Fail when stable - canary accuracy exceeds this "
-        "(0.10 = 10 points), significantly.",
+        0.10, ge=0, le=1, description="Fail when stable - canary score is confidently above "
+        "this (0.10 = 10 points).",
+    )  # fmt: skip
+    pass_drop: float | None = Field(
+        None, ge=0, le=1, description="Pass when the drop is confidently at or below this; "
+        "None: max_drop.",
     )  # fmt: skip
     min_accuracy: float | None = Field(
-        None, ge=0, le=1, description="Absolute floor: fail when the canary's accuracy is "
-        "confidently below it. None: no floor (the offline gate already has one).",
+        None, ge=0, le=1, description="Absolute floor (unpaired counts): fail when the canary's "
+        "accuracy is confidently below it. None: no floor (the offline gate already has one).",
     )  # fmt: skip
     min_samples: int | None = Field(
         None, ge=1, description="Per-variant minimum for this check; None: the policy's."
     )
+
+    @model_validator(mode="after")
+    def _margins(self) -> QualityCheck:
+        if self.pass_drop is not None and self.pass_drop > self.max_drop:
+            raise ValueError(
+                f"pass_drop {self.pass_drop:g} is wider than max_drop {self.max_drop:g}: give "
+                "pass_drop <= max_drop (or leave it unset)"
+            )
+        return self
+
+    @property
+    def pass_limit(self) -> float:
+        return self.max_drop if self.pass_drop is None else self.pass_drop
 
 
 class DriftCheck(_Frozen):
@@ -107,140 +187,144 @@ class HardFailurePolicy(_Frozen):
     )
 
 
-class EarlyLook(_Frozen):
-    """A small first look at each step that can only roll back: blatant regressions
-    (a broken model, a 5x slowdown) stop after tens of requests, not after the full step.
-
-    The probe spends `alpha_share` of the step's alpha and the full analysis the rest, on a
-    fresh window, so a step still fails an identical canary with probability <= alpha.
-    """
-
-    enabled: bool = Field(True, description="Run the probe before each step's full load.")
-    min_samples: int = Field(50, ge=10, description="Requests per variant the probe is sized for.")
-    alpha_share: float = Field(
-        0.2, gt=0, lt=1, description="Share of `alpha` the probe spends (fail-only)."
-    )
-
-
 AnyCheck = LatencyCheck | ErrorRateCheck | QualityCheck | DriftCheck
+STATISTICAL = ("latency", "ttft", "itl", "error_rate", "quality")
 
 
 class CanaryPolicy(_Frozen):
-    """How a canary step is judged; defaults are the numbers tuned in the unit tests."""
+    """How a canary rollout is judged; defaults are the numbers tuned in the unit tests."""
 
     alpha: float = Field(
-        0.05, gt=0, lt=0.5, description="False-alarm rate of one step's verdict, split evenly "
-        "over the enabled statistical checks (latency, ttft, error_rate, quality).",
+        0.05, gt=0, lt=0.5, description="Chance that an identical canary is rolled back over "
+        "the whole rollout (all steps, every look), split over the enabled statistical checks "
+        "(latency, ttft, itl, error_rate, quality) and the steps.",
     )  # fmt: skip
     min_samples: int = Field(
-        300, ge=10, description="Requests each variant needs in a step before a check may pass."
+        100, ge=10, description="Samples each variant needs within a step before a check may pass."
     )
+    batch_requests: int = Field(
+        400, ge=1, description="Requests per look: the load sends this many, then every check "
+        "is updated and may decide.",
+    )  # fmt: skip
     failure_threshold: int = Field(
-        1, ge=1, description="Failed step analyses in a release that trigger rollback."
-    )
-    recheck_latency: bool = Field(
-        True, description="A step failed by latency/ttft alone is measured once more on a "
-        "fresh window of the same size before the failure counts. Latency is the one check a "
-        "busy host can skew (another process on the canary's cores, a GC pause); quality, "
-        "errors and drift failures count at once. A truly slower canary fails both windows.",
+        1, ge=1, description="Failed checks in a release that trigger rollback; under it, the "
+        "step starts its evidence afresh (a failure never counts as a pass).",
     )  # fmt: skip
     progress_deadline_s: float = Field(
-        600.0, gt=0, description="A step still inconclusive this long after it began rolls back."
+        600.0, gt=0, description="A step still undecided this long after it began rolls back."
     )
-    bootstrap_resamples: int = Field(
-        10_000, ge=200, description="Bootstrap draws for latency tests (exact sampler: cheap)."
+    expected_rps: float = Field(
+        50.0, gt=0, description="Requests per second the step's load reaches; used only to "
+        "refuse a deadline that cannot fit the minimum evidence of a pass at the smallest step.",
+    )  # fmt: skip
+    carry_paired: bool = Field(
+        True, description="latency, ttft, itl and quality come from the equal-concurrency "
+        "paired window, whose conditions do not change with the weight: their evidence "
+        "carries from step to step (each step still needs min_samples of its own to pass, "
+        "and the fail side watches throughout) at alpha / checks for the whole rollout. "
+        "False: every step starts afresh at alpha / checks / steps.",
+    )  # fmt: skip
+    pause_s: float = Field(
+        5.0, ge=0, description="Wait after a batch with no traffic at all before looking again."
     )
-    seed: int = Field(0, description="Seed of the bootstrap, so a verdict can be reproduced.")
     latency: LatencyCheck = Field(
-        default_factory=LatencyCheck, description="p95 end-to-end latency."
+        default_factory=LatencyCheck, description="End-to-end latency quantiles."
     )
     ttft: LatencyCheck = Field(
-        default_factory=LatencyCheck, description="p95 time to first token (streamed requests)."
+        default_factory=LatencyCheck, description="Time-to-first-token quantiles (streamed)."
+    )
+    itl: LatencyCheck = Field(
+        default_factory=lambda: LatencyCheck(min_increase_ms=2.0),
+        description="Inter-token latency quantiles (streamed).",
     )
     error_rate: ErrorRateCheck = Field(
-        default_factory=ErrorRateCheck, description="Failed requests."
+        default_factory=ErrorRateCheck, description="Failed requests, all traffic."
     )
     quality: QualityCheck = Field(
-        default_factory=QualityCheck, description="Golden-prompt accuracy."
+        default_factory=QualityCheck, description="Paired (or unpaired) evaluation scores."
     )
     drift: DriftCheck = Field(default_factory=DriftCheck, description="Output/prompt drift share.")
     hard: HardFailurePolicy = Field(
         default_factory=HardFailurePolicy, description="Immediate rollback triggers."
     )
-    early: EarlyLook = Field(
-        default_factory=EarlyLook, description="Fail-fast probe at the start of each step."
-    )
-
-    def probe(self) -> CanaryPolicy:
-        """The probe's policy: its small sample, its share of alpha, no drift check (a
-        drift verdict on tens of rows is noise)."""
-        return self.model_copy(update={
-            "alpha": self.alpha * self.early.alpha_share,
-            "min_samples": self.early.min_samples,
-            "drift": self.drift.model_copy(update={"enabled": False}),
-        })  # fmt: skip
-
-    def main(self) -> CanaryPolicy:
-        """The full analysis's policy: what is left of alpha after the probe."""
-        if not self.early.enabled:
-            return self
-        return self.model_copy(update={"alpha": self.alpha * (1 - self.early.alpha_share)})
 
     def statistical_checks(self) -> list[str]:
         """Names of the enabled checks that share `alpha`."""
-        named: dict[str, AnyCheck] = {
-            "latency": self.latency,
-            "ttft": self.ttft,
-            "error_rate": self.error_rate,
-            "quality": self.quality,
-        }
-        return [name for name, check in named.items() if check.enabled]
+        return [name for name in STATISTICAL if getattr(self, name).enabled]
 
-    def check_alpha(self) -> float:
-        """The false-alarm rate each statistical check runs at (Bonferroni)."""
+    def rollout_alpha(self) -> float:
+        """The error budget of one check over the whole rollout (evidence carried)."""
         return self.alpha / max(1, len(self.statistical_checks()))
+
+    def look_alpha(self, n_steps: int) -> float:
+        """The error budget of one check within one step (of `n_steps`), for evidence
+        that starts afresh at each step (error_rate: all traffic, whose mix the weight
+        changes)."""
+        return self.rollout_alpha() / max(1, n_steps)
 
     def min_samples_for(self, check: AnyCheck) -> int:
         return check.min_samples if check.min_samples is not None else self.min_samples
 
     def step_min_samples(self) -> int:
         """The most per-variant samples any enabled check asks for."""
-        checks: tuple[AnyCheck, ...] = (
-            self.latency,
-            self.ttft,
-            self.error_rate,
-            self.quality,
-            self.drift,
-        )
-        return max(self.min_samples_for(c) for c in checks if c.enabled)
+        checks = [getattr(self, n) for n in (*STATISTICAL, "drift")]
+        return max((self.min_samples_for(c) for c in checks if c.enabled), default=0)
+
+    def min_evidence(self, n_steps: int) -> tuple[int, int]:
+        """(per-variant samples before any latency check, canary requests before the
+        error_rate check) could pass at all: the confidence sequences' smallest n with a
+        finite bound inside the pass margin (an identical canary, no errors)."""
+        alpha = self.look_alpha(n_steps)
+        whole = self.rollout_alpha() if self.carry_paired else alpha
+        latency = [
+            _first_n(partial(_finite_upper, p=max(c.quantiles), alpha=whole / 2 / len(c.quantiles)))
+            for c in (self.latency, self.ttft, self.itl)
+            if c.enabled
+        ]
+        errors = 0
+        if self.error_rate.enabled:
+            limit = self.error_rate.pass_limit
+            errors = _first_n(lambda n: rate_cs(0, n, alpha / 2, ERROR_PRIOR)[1] <= limit)
+        floor = self.step_min_samples()
+        return max([floor, *latency]), max(floor, errors)
+
+    def check_fits(self, steps: list[int]) -> None:
+        """Raise ValueError when a step's deadline cannot fit the minimum evidence."""
+        if not steps:
+            return
+        weight = min(min(steps), 100 - max(steps))  # the scarcer variant at its scarcest
+        per_variant, canary = self.min_evidence(len(steps))
+        # latency: the equal-concurrency window sends both variants the same number;
+        # errors and the rest: all traffic, split by weight
+        requests = max(2 * per_variant, math.ceil(max(canary, per_variant) * 100 / weight))
+        seconds = requests / self.expected_rps
+        if seconds > self.progress_deadline_s:
+            raise ValueError(
+                f"progress_deadline_s {self.progress_deadline_s:g} cannot fit the minimum "
+                f"evidence: a pass needs about {requests} requests at the {weight}% share "
+                f"({per_variant} latency samples per variant, {max(canary, per_variant)} "
+                f"canary requests), about {seconds:.0f} s at expected_rps "
+                f"{self.expected_rps:g}; raise progress_deadline_s or expected_rps, or widen "
+                "the pass margins"
+            )
 
 
-def samples_needed(policy: CanaryPolicy, canary_weight: float, confidence: float = 0.95) -> int:
-    """Total requests a step needs so each variant gets `step_min_samples()` with `confidence`.
+_MAX_N = 10_000_000
 
-    Requests go to the canary with probability canary_weight/100 each (random routing; a
-    deterministic weighted round robin needs at most this many). The canary count is then
-    Binomial(N, w); the smallest N with P(m <= canary count <= N - m) >= confidence is found
-    by exponential then binary search (that probability grows with N).
-    """
-    if not 0 < canary_weight < 100:
-        raise ValueError(f"canary_weight must lie strictly between 0 and 100, got {canary_weight}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    m, p = policy.step_min_samples(), canary_weight / 100
 
-    def enough(n: int) -> bool:
-        both = sps.binom.cdf(n - m, n, p) - sps.binom.cdf(m - 1, n, p)
-        return bool(both >= confidence)
+def _finite_upper(n: int, p: float, alpha: float) -> bool:
+    return plausible_counts(n, p, alpha)[1] < n
 
-    low = math.ceil(m / min(p, 1 - p))  # the expected-count answer, never enough on its own
-    high = low
-    while not enough(high):
-        low, high = high, high * 2
-    while low < high:
-        mid = (low + high) // 2
-        if enough(mid):
-            high = mid
-        else:
-            low = mid + 1
-    return high
+
+def _first_n(ok: Callable[[int], bool]) -> int:
+    """Smallest n >= 1 with ok(n) (ok is monotone); _MAX_N when none below it."""
+    hi = 1
+    while not ok(hi):
+        if hi >= _MAX_N:
+            return _MAX_N
+        hi *= 2
+    lo = hi // 2 + 1 if hi > 1 else 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
+    return hi

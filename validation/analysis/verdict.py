@@ -1,59 +1,69 @@
-"""A canary step's verdict, what to do next, and the hard failures that cannot wait.
+"""A canary step's sequential analysis, its verdict, and the hard failures that cannot wait.
 
-    verdict = analyze_step(source, policy, window_s=120, canary_weight=10, drift=drift)
-    verdict.outcome          # pass | fail | inconclusive (any fail -> fail; any
-                             #   inconclusive -> inconclusive; all pass -> pass)
-    verdict.table()          # one row per check, for a Prefect table artifact
-    action = next_action(verdict, policy, failures_so_far=0, step_elapsed_s=130)
-    action.kind              # advance | extend | retry | recheck | rollback
+    analysis = StepAnalysis(policy, n_steps=3)
+    added = analysis.update(evidence.source, evidence.window_s, evidence.drift, look)
+    verdict = analysis.verdict(look)   # after every batch
+    verdict.outcome     # fail: some check is confidently beyond its fail margin
+                        # pass: every enabled check confidently within its pass margin
+                        # inconclusive: keep loading (or roll back at the deadline)
+    verdict.table()     # one row per check (per quantile for latency checks)
 
     hard = detect_hard_failure(CanaryHealth(healthy=True, restarts=0,
                                             requests=40, failures=31), policy.hard)
     hard.reasons if hard else None      # roll back now, without waiting for the step
 
-A source that fails or has no data makes its check inconclusive (with the error in the
-reason), never a pass.
+`update` returns how many observations the batch added over all checks: 0 means the batch
+carried no traffic at all (the loop pauses, never passes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from validation.analysis.checks import (
     CheckResult,
+    DriftState,
+    LatencyState,
+    Look,
     Outcome,
-    check_drift,
-    check_error_rate,
-    check_latency,
-    check_quality,
-    inconclusive,
+    QualityState,
+    RateState,
     worst,
 )
 from validation.analysis.policy import CanaryPolicy, HardFailurePolicy
 from validation.drift import DriftResult
-from validation.metrics.base import Metric, MetricSource, MetricSourceError, Sample
+from validation.metrics.base import Metric, MetricSource, Sample
 
 CANARY, STABLE = "canary", "stable"
+_LATENCY = {"latency": Metric.LATENCY, "ttft": Metric.TTFT, "itl": Metric.ITL}
 
 
 class StepVerdict(BaseModel):
-    """The verdict of one canary step with every check's evidence."""
+    """The verdict of one canary step at one look, with every check's evidence."""
 
     model_config = ConfigDict(frozen=True)
 
     outcome: Outcome
     checks: tuple[CheckResult, ...]
-    window_s: float
+    requests: int = 0
+    elapsed_s: float = 0.0
     canary_weight: float | None = None
 
     @property
     def reason(self) -> str:
         relevant = [c for c in self.checks if c.outcome == self.outcome] or list(self.checks)
         return "; ".join(f"{c.name}: {c.reason}" for c in relevant)
+
+    @property
+    def needs(self) -> str:
+        """What the undecided checks would still need (empty when none are undecided)."""
+        return "; ".join(
+            f"{c.name}: {c.needs or c.reason}"
+            for c in self.checks
+            if c.outcome == Outcome.INCONCLUSIVE
+        )
 
     def check(self, name: str) -> CheckResult:
         for result in self.checks:
@@ -62,7 +72,7 @@ class StepVerdict(BaseModel):
         raise KeyError(f"no check named {name!r} in this verdict")
 
     def table(self) -> list[dict[str, Any]]:
-        """Rows (check, outcome, values, effect, CI, p, n, test, reason) for a report."""
+        """Rows (check, outcome, estimate, CS, decided at, needs, test, reason) for a report."""
         return [
             {
                 "check": c.name,
@@ -71,10 +81,17 @@ class StepVerdict(BaseModel):
                 "stable": c.stable_value,
                 "effect": c.effect,
                 "ci": None if c.ci_low is None else f"[{c.ci_low:.4g}, {c.ci_high:.4g}]",
-                "p_value": c.p_value,
+                "ci_low": c.ci_low,
+                "ci_high": c.ci_high,
+                "increase_ms": None
+                if c.diff_low is None
+                else f"[{c.diff_low:.4g}, {c.diff_high:.4g}]",
                 "alpha": c.alpha,
                 "n_canary": c.n_canary,
                 "n_stable": c.n_stable,
+                "decided_at_requests": c.decided_at_requests,
+                "decided_at_s": c.decided_at_s,
+                "needs": c.needs,
                 "test": c.test,
                 "reason": c.reason,
             }
@@ -83,122 +100,69 @@ class StepVerdict(BaseModel):
 
 
 def aggregate(
-    checks: list[CheckResult], window_s: float, canary_weight: float | None = None
+    checks: list[CheckResult], look: Look, canary_weight: float | None = None
 ) -> StepVerdict:
     """Any fail -> fail; else any inconclusive (or no checks at all) -> inconclusive."""
-    return StepVerdict(
-        outcome=worst([c.outcome for c in checks]),
-        checks=tuple(checks),
-        window_s=window_s,
-        canary_weight=canary_weight,
-    )
+    return StepVerdict(outcome=worst([c.outcome for c in checks]), checks=tuple(checks),
+                       requests=look.requests, elapsed_s=look.elapsed_s,
+                       canary_weight=canary_weight)  # fmt: skip
 
 
-Judge = Callable[[Sample, Sample, CanaryPolicy], CheckResult]
-_METRIC_CHECKS: dict[str, tuple[Metric, Judge]] = {
-    "latency": (Metric.LATENCY, lambda c, s, p: check_latency("latency", c, s, p.latency, p)),
-    "ttft": (Metric.TTFT, lambda c, s, p: check_latency("ttft", c, s, p.ttft, p)),
-    "error_rate": (Metric.ERRORS, lambda c, s, p: check_error_rate(c, s, p.error_rate, p)),
-    "quality": (Metric.QUALITY, lambda c, s, p: check_quality(c, s, p.quality, p)),
-}
+class StepAnalysis:
+    """The sequential state of every enabled check over one step."""
 
+    def __init__(
+        self,
+        policy: CanaryPolicy,
+        n_steps: int,
+        canary_weight: float | None = None,
+        *,
+        carry: StepAnalysis | None = None,
+    ) -> None:
+        """`carry`: the previous step's analysis; with policy.carry_paired its latency and
+        quality evidence (the equal-conditions window) continues into this step."""
+        alpha, m = policy.look_alpha(n_steps), policy.min_samples
+        self.alpha, self.canary_weight = alpha, canary_weight
+        self.latency: list[LatencyState]
+        self.quality: QualityState | None
+        if carry is not None and policy.carry_paired:
+            self.latency, self.quality = carry.latency, carry.quality
+            for state in self.latency:
+                state.new_step()
+            if self.quality is not None:
+                self.quality.new_step()
+        else:
+            whole = policy.rollout_alpha() if policy.carry_paired else alpha
+            self.latency = [
+                LatencyState(name, metric, getattr(policy, name), whole, m)
+                for name, metric in _LATENCY.items()
+                if getattr(policy, name).enabled
+            ]
+            on = policy.quality.enabled
+            self.quality = QualityState(policy.quality, whole, m) if on else None
+        self.rates = RateState(policy.error_rate, alpha, m) if policy.error_rate.enabled else None
+        self.drift = DriftState(policy.drift, m) if policy.drift.enabled else None
 
-def analyze_step(
-    source: MetricSource,
-    policy: CanaryPolicy,
-    window_s: float,
-    *,
-    canary_weight: float | None = None,
-    drift: DriftResult | None = None,
-    variants: tuple[str, str] = (CANARY, STABLE),
-) -> StepVerdict:
-    """Query every enabled check's metric for (canary, stable) over the window; judge it."""
-    results = [
-        _metric_check(source, name, policy, window_s, variants)
-        for name in policy.statistical_checks()
-    ]
-    if policy.drift.enabled:
-        results.append(
-            check_drift(drift, policy.drift, policy)
-            if drift is not None
-            else inconclusive("drift", "no drift result was computed for this step")
-        )
-    return aggregate(results, window_s, canary_weight)
+    def update(
+        self, source: MetricSource, window_s: float, drift: DriftResult | None, look: Look
+    ) -> int:
+        """Add one batch's evidence; returns the observations it added (0: no traffic)."""
+        added = sum(state.add(source, window_s) for state in self.latency)
+        for other in (self.rates, self.quality):
+            if other is not None:
+                added += other.add(source, window_s)
+        if self.drift is not None and added:
+            self.drift.add(drift, look)
+        return added
 
-
-def _metric_check(
-    source: MetricSource,
-    name: str,
-    policy: CanaryPolicy,
-    window_s: float,
-    variants: tuple[str, str],
-) -> CheckResult:
-    metric, judge = _METRIC_CHECKS[name]
-    try:
-        canary = source.query(metric, variants[0], window_s)
-        stable = source.query(metric, variants[1], window_s)
-    except MetricSourceError as exc:
-        return inconclusive(name, f"{type(exc).__name__}: {exc}")
-    return judge(canary, stable, policy)
-
-
-class ActionKind(StrEnum):
-    ADVANCE = "advance"  # next weight (or promote after the last)
-    EXTEND = "extend"  # keep the weight, collect more samples
-    RETRY = "retry"  # failed, but under the failure threshold: analyse a fresh window
-    RECHECK = "recheck"  # latency alone failed: measure it again before the failure counts
-    ROLLBACK = "rollback"
-
-
-class Action(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    kind: ActionKind
-    reason: str
-    failures: int = Field(description="Failed analyses in this release, this one included.")
-
-
-LATENCY_CHECKS = frozenset({"latency", "ttft"})
-
-
-def next_action(
-    verdict: StepVerdict,
-    policy: CanaryPolicy,
-    *,
-    failures_so_far: int,
-    step_elapsed_s: float,
-    rechecked: bool = False,
-) -> Action:
-    """What the controller does after a step's analysis (failure threshold, deadline).
-
-    `rechecked`: this window is already the recheck of a latency-only failure, so a
-    failure now counts whatever failed.
-    """
-    if verdict.outcome == Outcome.PASS:
-        return Action(kind=ActionKind.ADVANCE, reason="all checks passed", failures=failures_so_far)
-    if policy.recheck_latency and not rechecked and _latency_only_failure(verdict):
-        return Action(kind=ActionKind.RECHECK, failures=failures_so_far,
-                      reason=f"latency alone failed, measuring a fresh window before it "
-                      f"counts: {verdict.reason}")  # fmt: skip
-    if verdict.outcome == Outcome.FAIL:
-        failures = failures_so_far + 1
-        count = f"failed ({failures}/{policy.failure_threshold})"
-        if failures >= policy.failure_threshold:
-            return Action(kind=ActionKind.ROLLBACK, failures=failures,
-                          reason=f"{count}: {verdict.reason}")  # fmt: skip
-        return Action(kind=ActionKind.RETRY, failures=failures,
-                      reason=f"{count}, retrying: {verdict.reason}")  # fmt: skip
-    if step_elapsed_s >= policy.progress_deadline_s:
-        return Action(kind=ActionKind.ROLLBACK, failures=failures_so_far,
-                      reason=f"still inconclusive after {step_elapsed_s:.0f} s (deadline "
-                      f"{policy.progress_deadline_s:.0f} s): {verdict.reason}")  # fmt: skip
-    return Action(kind=ActionKind.EXTEND, failures=failures_so_far,
-                  reason=f"inconclusive, collecting more samples: {verdict.reason}")  # fmt: skip
-
-
-def _latency_only_failure(verdict: StepVerdict) -> bool:
-    failed = {c.name for c in verdict.checks if c.outcome == Outcome.FAIL}
-    return verdict.outcome == Outcome.FAIL and failed <= LATENCY_CHECKS
+    def verdict(self, look: Look) -> StepVerdict:
+        rows: list[CheckResult] = [row for s in self.latency for row in s.judge(look)]
+        for other in (self.rates, self.quality):
+            if other is not None:
+                rows += other.judge(look)
+        if self.drift is not None:
+            rows += self.drift.judge()
+        return aggregate(rows, look, self.canary_weight)
 
 
 class CanaryHealth(BaseModel):

@@ -130,7 +130,8 @@ def run_canary(
 ) -> CanaryResult:
     """Every step: weights → batches, each judged sequentially → advance / retry / rollback."""
     controller = CanaryController(ports.target, ports.load(candidate.model_dir),
-                                  clock=ports.clock, sleep=ports.sleep)  # fmt: skip
+                                  clock=ports.clock, sleep=ports.sleep,
+                                  progress=print)  # fmt: skip
     out_dir = ports.work_dir / release_id
     return controller.run(spec.canary.steps, spec.canary.policy, out_dir,
                           interval_s=spec.canary.interval_s)  # fmt: skip

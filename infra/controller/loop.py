@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +132,9 @@ class CanaryController:
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
         max_runs_per_step: int = 1000,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
+        self.progress = progress
         self.target = target
         self.load = load
         self.clock = clock
@@ -209,6 +212,7 @@ class CanaryController:
                 step.paused += 1
                 self.sleep(policy.pause_s)
             verdict = analysis.verdict(look)
+            self._say(step, verdict)
             if verdict.outcome == Outcome.PASS:
                 records.append(self._record(step, attempt, verdict, "pass", "advance",
                                             "all checks passed: " + verdict.reason))  # fmt: skip
@@ -235,6 +239,15 @@ class CanaryController:
         records.append(self._record(step, attempt, verdict, verdict.outcome.value, "rollback",
                                     reason, exposure.radius(self.clock())))  # fmt: skip
         return False, failures
+
+    def _say(self, step: _Step, verdict: StepVerdict) -> None:
+        """One line per batch for people watching: weight, evidence so far, each check."""
+        if self.progress is None:
+            return
+        checks = ", ".join(f"{c.name} {c.outcome.value}" + (f" {c.effect:.3g}"
+                           if c.effect is not None else "") for c in verdict.checks)  # fmt: skip
+        self.progress(f"canary {step.weight}%: batch {step.batches}, {step.requests} requests, "
+                      f"{self.clock() - step.started:.0f} s — {checks}")  # fmt: skip
 
     def _batch(self, step: _Step, requests: int) -> StepEvidence | None:
         """One batch's evidence; None when the load reports no traffic at all."""

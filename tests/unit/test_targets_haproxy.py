@@ -133,6 +133,8 @@ def test_rendered_config_is_valid_haproxy(tmp_path: Path, sticky: str | None) ->
     assert "server a 127.0.0.1" in text
     assert "weight 0 disabled" in text
     assert ("hash-type consistent" in text) == bool(sticky)
+    # streamed responses are forwarded as they come (tests/e2e/test_router_streaming.py)
+    assert "    option http-no-delay\n" in text
 
 
 def test_map_names_every_slot() -> None:

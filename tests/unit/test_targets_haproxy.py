@@ -245,10 +245,12 @@ def test_a_dead_full_weight_canary_falls_back_to_the_stable(
 def test_wait_idle_waits_for_requests_in_flight(
     router: HAProxy, backends: tuple[RouterLayout, dict[str, Backend]]
 ) -> None:
-    backends[1]["a"].delay_s = 0.6
+    backends[1]["a"].delay_s = 1.0
     slow = threading.Thread(target=lambda: httpx.get(f"{router.url}/slow", timeout=5))
     slow.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 5  # a busy machine can take a second to send it
+    while router.servers()["a"].sessions == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
     router.apply({"a": SlotState(0, False), "b": SlotState(100, True, "stable")})
 
     assert router.servers()["a"].sessions == 1

@@ -71,7 +71,7 @@ def candidates() -> dict[str, dict[str, Any]]:
 
 def run(ctx: Context) -> None:
     _, image = serving_image()
-    requests = ctx.pick(500, 2000)
+    requests = ctx.pick(800, 3000)
     cells: list[Cell] = []
     for rep in range(ctx.repeats(2)):
         names = list(candidates())

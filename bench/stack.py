@@ -16,6 +16,7 @@ name, even after an error.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,13 @@ class VllmStack:
 
 
 def serving_image() -> tuple[Path, str]:
-    """The trained demo model's directory and its serving image (built once, then cached)."""
-    model = trained()
+    """The served model's directory and its serving image (built once, then cached).
+
+    The model is the trained demo model, or the directory in CANARYFLOW_BENCH_MODEL_DIR
+    (any model the serving image can serve, e.g. to measure on your own).
+    """
+    given = os.environ.get("CANARYFLOW_BENCH_MODEL_DIR")
+    model = Path(given) if given else trained()
     return model, build_image(model, progress=lambda m: print(f"  · {m}", flush=True)).tag
 
 

@@ -11,7 +11,8 @@ last.
   must arrive through the router within GAP_S / 2 of its direct arrival (medians);
 - the real serving image (vLLM, the demo model, 48 tokens): the first chunk through the
   router must come well before its last (the stream is spread over the generation) and
-  within a quarter of the generation time of the direct first chunk.
+  less than half the generation time after the direct first chunk (buffered, it came a
+  whole generation later). The bounds are relative: no absolute timing.
 
 The numbers go to pytest's terminal summary.
 
@@ -89,12 +90,14 @@ def chunk_medians(runs: Sequence[Sequence[float]]) -> list[float]:
     return [statistics.median(r[k] for r in runs) for k in range(n)]
 
 
-def report(label: str, times: dict[str, list[list[float]]]) -> dict[str, list[float]]:
+def report(
+    label: str, times: dict[str, list[list[float]]], pairs: int = PAIRS
+) -> dict[str, list[float]]:
     med = {side: chunk_medians(runs) for side, runs in times.items()}
     for side in ("direct", "router"):
         summarize(
             f"streaming, {label}, {side}: first chunk {med[side][0]:.1f} ms, last "
-            f"{med[side][-1]:.1f} ms ({len(med[side])} events, median of {PAIRS})"
+            f"{med[side][-1]:.1f} ms ({len(med[side])} events, median of {pairs})"
         )
     return med
 
@@ -143,10 +146,10 @@ def test_vllm_stream_through_the_router_is_spread_over_the_generation(
     )
     with running_target(config, client=docker_client) as target:
         target.deploy(variant(serving_image.tag, "1", "r1"))
-        med = report("vLLM (48 tokens)", measure(target, stream_body(48)))
+        med = report("vLLM (48 tokens)", measure(target, stream_body(48), pairs=9), pairs=9)
 
     (d_first, d_last), (r_first, r_last) = ((med[s][0], med[s][-1]) for s in ("direct", "router"))
     generation = d_last - d_first
     assert generation > 0
     assert r_last - r_first >= generation / 2, "through the router the chunks came bunched"
-    assert r_first - d_first <= generation / 4, "the first chunk came late through the router"
+    assert r_first - d_first <= generation / 2, "the first chunk came late through the router"

@@ -57,10 +57,9 @@ def shared_cpus(cpus: set[int] | None = None) -> tuple[str, str] | None:
     Both servers get the same cpuset and the same number of unbound OpenMP threads
     (`DockerTargetConfig.omp_threads`), so the kernel schedules the stable, the canary and
     everything else on the machine (the flow, Locust, Prefect, Prometheus) over the same
-    cores: neither variant has a core the others stay off. Measured by
-    `python -m bench --only aa_placement` (bench/aa_placement.py): an identical canary then
-    measures as the stable at 10, 25 and 50 %, where `split_cpus` made it up to 2x slower or
-    faster depending on which core the floating processes landed on.
+    cores: neither variant has a core the others stay off (with `split_cpus` an identical
+    canary measured up to 2x slower or faster, depending on where the floating processes
+    landed). `python -m bench --only aa_placement` measures both placements side by side.
     """
     ordered = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     if len(ordered) < 2:
@@ -160,8 +159,8 @@ class DockerTargetConfig(BaseSettings):
     cpusets: tuple[str, str] | None = Field(
         default_factory=shared_cpus,
         description="CPUs of slot a and b (Docker cpusets, e.g. ('0,1', '0,1')). Default: this "
-        "process's CPUs for both, vLLM's OpenMP threads unbound (omp_threads each), so an "
-        "identical canary measures as the stable (bench/aa_placement.py). Disjoint sets such as "
+        "process's CPUs for both, vLLM's OpenMP threads unbound (omp_threads each), so neither "
+        "variant has cores of its own (bench/aa_placement.py). Disjoint sets such as "
         "('0', '1') pin each server to its own cores and bind its threads there (fair only "
         "when nothing else runs on the machine); null: unpinned, vLLM's own 'auto' binding.",
     )

@@ -15,7 +15,17 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from bench import drift, lead_time, loadgen, rollback, router, sequential, serving, transitions
+from bench import (
+    aa_placement,
+    drift,
+    lead_time,
+    loadgen,
+    rollback,
+    router,
+    sequential,
+    serving,
+    transitions,
+)
 from bench.common import COLUMNS, Context, Row, load_average, machine
 from bench.results import RESULTS_MD, save
 from bench.stack import close_vllm_stack
@@ -25,6 +35,7 @@ BENCHES: dict[str, ModuleType] = {
     "serving": serving,
     "router": router,
     "transitions": transitions,
+    "aa_placement": aa_placement,  # its own containers, after the shared stack is closed
     "loadgen": loadgen,
     "rollback": rollback,
     "lead_time": lead_time,
@@ -33,7 +44,8 @@ BENCHES: dict[str, ModuleType] = {
 USES_VLLM_STACK = {"serving", "router", "transitions"}
 # what a benchmark needs left of the time budget to start in a full run (s; measured here)
 MIN_LEFT_S = {"drift": 150, "serving": 240, "router": 270, "transitions": 210, "loadgen": 90,
-              "rollback": 60, "lead_time": 480, "sequential": 600}  # fmt: skip
+              "rollback": 60, "lead_time": 480, "sequential": 600,
+              "aa_placement": 720}  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -6,19 +6,25 @@
     stack.key, stack.target.router_url, stack.direct("stable")
 
 Containers come from the serving image of the trained demo model (infra/image, cached
-content-addressed build) and run through the project's DockerTarget (HAProxy in front,
-cpusets: one core per slot). `close()` (registered on the run's ExitStack) destroys the
-target and sweeps whatever carries its name, even after an error.
+content-addressed build) and run through the project's DockerTarget (HAProxy in front).
+The shared stack pins one half of the CPUs per slot (`split_cpus`, not the target's shared
+default): the serving benchmark needs a server alone on known cores, and the router and
+transitions benchmarks compare paths over the same two servers either way. `close()`
+(registered on the run's ExitStack) destroys the target and sweeps whatever carries its
+name, even after an error.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import Context
 from infra.image.build import build_image
 from infra.targets.docker import DockerTarget
+from infra.targets.docker_config import split_cpus
 from tests.fixtures.docker_target import docker_client, make_config, sweep, variant
 from tests.fixtures.models import trained
 
@@ -26,15 +32,16 @@ from tests.fixtures.models import trained
 class VllmStack:
     """A DockerTarget with vLLM containers of one image; versions count up from 1."""
 
-    def __init__(self, state_dir: Path, image: str) -> None:
+    def __init__(self, state_dir: Path, image: str, **config: Any) -> None:
+        """`config`: DockerTargetConfig fields over the bench defaults (e.g. cpusets)."""
         self.client = docker_client()
-        self.config = make_config(
-            state_dir,
-            ready_timeout_s=900,
-            drain_timeout_s=120,
-            scrape_interval_s=5,
-            labels={"io.canaryflow.test": "1", "io.canaryflow.bench": "1"},
-        )
+        defaults: dict[str, Any] = {
+            "ready_timeout_s": 900,
+            "drain_timeout_s": 120,
+            "scrape_interval_s": 5,
+            "labels": {"io.canaryflow.test": "1", "io.canaryflow.bench": "1"},
+        }
+        self.config = make_config(state_dir, **{**defaults, **config})
         self.target = DockerTarget(self.config, client=self.client)
         self.image = image
         self.versions = 0
@@ -90,8 +97,13 @@ class VllmStack:
 
 
 def serving_image() -> tuple[Path, str]:
-    """The trained demo model's directory and its serving image (built once, then cached)."""
-    model = trained()
+    """The served model's directory and its serving image (built once, then cached).
+
+    The model is the trained demo model, or the directory in CANARYFLOW_BENCH_MODEL_DIR
+    (any model the serving image can serve, e.g. to measure on your own).
+    """
+    given = os.environ.get("CANARYFLOW_BENCH_MODEL_DIR")
+    model = Path(given) if given else trained()
     return model, build_image(model, progress=lambda m: print(f"  · {m}", flush=True)).tag
 
 
@@ -101,7 +113,7 @@ def vllm_stack(ctx: Context) -> VllmStack:
     if isinstance(found, VllmStack):
         return found
     _, image = serving_image()
-    stack = VllmStack(ctx.work / "target", image)
+    stack = VllmStack(ctx.work / "target", image, cpusets=split_cpus())
     ctx.resources.callback(stack.close)
     ctx.shared["vllm"] = stack
     return stack

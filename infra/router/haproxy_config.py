@@ -16,7 +16,17 @@ Traffic rules, in the order HAProxy applies them:
 - a request whose connection fails or gets an empty response is retried on another server;
 - every response gets `X-Canaryflow-Variant: <role of the slot that answered>`, overriding
   the container's own header: roles move between containers on promote, the router knows
-  the current one.
+  the current one;
+- responses are passed on as they come (`option http-no-delay`), so a server-sent-event
+  stream reaches the client chunk by chunk.
+
+Why `http-no-delay`: without it HAProxy sends every piece of a response whose end it has not
+seen yet with MSG_MORE ("more is coming, fill the packet first"), and Linux then holds the
+bytes until the message ends or its 200 ms cork timer fires. An SSE stream (chunked, its end
+unknown until the last token) thus reached clients in 200 ms bursts, or all at once when the
+generation took less than 200 ms: time to first token through the router equalled the whole
+latency. Measured by tests/e2e/test_router_streaming.py; the cost is a few more packets for
+large bodies, nothing for our JSON answers.
 
 The file is rewritten on every change (never reloaded) so that a restarted HAProxy starts
 from the latest weights; `Slots` round-trips through state.json for the same reason.
@@ -169,6 +179,7 @@ def _defaults(layout: RouterLayout) -> str:
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response
+    option http-no-delay
 """
 
 

@@ -16,11 +16,20 @@ The router requires the API key on everything but health and metrics, and limits
 one key of this target is also the load generator's, which sends thousands of requests per
 second on purpose (canary load, benchmarks); set `router_rate_limit_per_s` when the router
 faces other clients.
+
+CPU placement (`cpusets`, `omp_threads`): by default both containers share all of this
+process's CPUs and run the same number of unbound OpenMP threads (one each on 2 cores), so
+the stable and the canary compete on equal terms with each other and with the pipeline's
+own processes. Pinning slot a to cpu 0 and slot b to cpu 1 (the old default, still
+`cpusets=["0","1"]`) made whichever variant shared its core with the flow, Locust, Prefect
+and Prometheus look up to 2x slower: identical canaries were rolled back on latency. The A/A
+table that chose this is `python -m bench --only aa_placement`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -38,19 +47,53 @@ from infra.router.prometheus import PrometheusLayout
 from infra.settings import Settings
 
 DEFAULT_DOCKER_HOST = "unix:///run/canaryflow-docker.sock"
+SERVING_ENV = "CANARYFLOW_SERVING_"  # the serving image's settings (serving/settings.py)
+_CPUSET = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+
+
+def shared_cpus(cpus: set[int] | None = None) -> tuple[str, str] | None:
+    """This process's CPUs for both slots (the default placement); None with fewer than two.
+
+    Both servers get the same cpuset and the same number of unbound OpenMP threads
+    (`DockerTargetConfig.omp_threads`), so the kernel schedules the stable, the canary and
+    everything else on the machine (the flow, Locust, Prefect, Prometheus) over the same
+    cores: neither variant has a core the others stay off (with `split_cpus` an identical
+    canary measured up to 2x slower or faster, depending on where the floating processes
+    landed). `python -m bench --only aa_placement` measures both placements side by side.
+    """
+    ordered = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    if len(ordered) < 2:
+        return None
+    both = ",".join(map(str, ordered))
+    return both, both
 
 
 def split_cpus(cpus: set[int] | None = None) -> tuple[str, str] | None:
     """This process's CPUs in two halves, one per slot; None with fewer than two CPUs.
 
-    Pinning each server to its own half keeps vLLM's spinning OpenMP threads of the stable
-    and the canary off each other's cores, so both are measured under the same conditions.
+    The old default, kept for benchmarks that need a server alone on known cores
+    (bench/stack.py): each server's OpenMP threads are bound to its own half, so they never
+    spin on the other's cores, but processes that float (the pipeline's) load one half more
+    than the other, and the variant there looks slower.
     """
     ordered = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     if len(ordered) < 2:
         return None
     half = len(ordered) // 2
     return ",".join(map(str, ordered[:half])), ",".join(map(str, ordered[half:]))
+
+
+def parse_cpus(cpuset: str) -> set[int]:
+    """The CPU numbers of a Docker cpuset string such as '0', '0,1' or '0-3,6'."""
+    cpus: set[int] = set()
+    for part in cpuset.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            cpus |= set(range(int(lo), int(hi) + 1))
+        elif part:
+            cpus.add(int(part))
+    return cpus
 
 
 class DockerTargetConfig(BaseSettings):
@@ -114,11 +157,19 @@ class DockerTargetConfig(BaseSettings):
     container_port: int = Field(8000, description="Port the serving image listens on.")
     kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE per container (CPU).")
     cpusets: tuple[str, str] | None = Field(
-        default_factory=split_cpus,
-        description="CPUs for slot a and b (e.g. ('0', '1')): pins each container (cpuset) and "
-        "binds vLLM's threads there, so two servers don't fight. Default: this process's CPUs "
-        "split in halves; null: unpinned (vLLM's 'auto').",
+        default_factory=shared_cpus,
+        description="CPUs of slot a and b (Docker cpusets, e.g. ('0,1', '0,1')). Default: this "
+        "process's CPUs for both, vLLM's OpenMP threads unbound (omp_threads each), so neither "
+        "variant has cores of its own (bench/aa_placement.py). Disjoint sets such as "
+        "('0', '1') pin each server to its own cores and bind its threads there (fair only "
+        "when nothing else runs on the machine); null: unpinned, vLLM's own 'auto' binding.",
     )
+    omp_threads: int | None = Field(
+        None, ge=1, le=1024,
+        description="OpenMP threads per server when the slots share CPUs (OMP_NUM_THREADS); "
+        "default half the shared CPUs, at least 1. Ignored with disjoint cpusets (one thread "
+        "per CPU of the slot's own set).",
+    )  # fmt: skip
     mem_limit: str | None = Field(None, description="Memory limit per container, e.g. '6g'.")
     shm_size: str = Field(
         "1g", description="Shared memory (shm) per container; vLLM's queues need ~512 MiB."
@@ -143,6 +194,13 @@ class DockerTargetConfig(BaseSettings):
             ports.append(self.prometheus_port)
         if len(set(ports)) != len(ports):
             raise ValueError(f"router, metrics, slot and Prometheus ports must differ: {ports}")
+        return self
+
+    @model_validator(mode="after")
+    def _valid_cpusets(self) -> DockerTargetConfig:
+        for cpus in self.cpusets or ():
+            if not _CPUSET.fullmatch(cpus):
+                raise ValueError(f"cpuset {cpus!r} is not a CPU list like '0', '0,1' or '0-3,6'")
         return self
 
     def resolved_state_dir(self) -> Path:
@@ -186,3 +244,20 @@ class DockerTargetConfig(BaseSettings):
 
     def cpuset(self, slot: str) -> str | None:
         return None if self.cpusets is None else self.cpusets[SLOTS.index(slot)]
+
+    def threads_env(self, slot: str) -> dict[str, str]:
+        """How vLLM's OpenMP threads of `slot` are placed: serving settings and OMP variables.
+
+        Disjoint cpusets: bound to the slot's own CPUs (`CPU_THREADS_BIND=<cpuset>`). Shared
+        (overlapping) cpusets: binding would put both servers' threads on the same cores, one
+        per core, spinning against each other; so `nobind` and `omp_threads` threads each,
+        which the kernel moves to whichever shared core is free. Unpinned: vLLM decides.
+        """
+        cpus = self.cpuset(slot)
+        if cpus is None or self.cpusets is None:
+            return {}
+        a, b = (parse_cpus(c) for c in self.cpusets)
+        if not a & b:
+            return {f"{SERVING_ENV}CPU_THREADS_BIND": cpus}
+        threads = self.omp_threads or max(1, len(parse_cpus(cpus)) // 2)
+        return {f"{SERVING_ENV}CPU_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(threads)}

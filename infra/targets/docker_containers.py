@@ -313,9 +313,7 @@ def _environment(
         f"{ENV}SERVED_MODEL_NAME": variant.served_model_name,
         f"{ENV}CPU_KVCACHE_SPACE_GIB": str(config.kv_cache_gib),
     }
-    if (cpus := config.cpuset(slot)) is not None:
-        env[f"{ENV}CPU_THREADS_BIND"] = cpus
-    return {**env, **variant.env}
+    return {**env, **config.threads_env(slot), **variant.env}
 
 
 def _volumes(config: DockerTargetConfig, slot: str, uid: int, gid: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from infra.targets.docker import (
     scrape_targets,
     split,
 )
-from infra.targets.docker_config import DockerTargetConfig, split_cpus
+from infra.targets.docker_config import DockerTargetConfig, shared_cpus, split_cpus
 from infra.targets.docker_containers import (
     IMAGE_LABEL,
     MODEL_NAME_LABEL,
@@ -196,6 +196,38 @@ def test_cpus_are_split_in_halves_one_per_slot() -> None:
     assert split_cpus({0, 1}) == ("0", "1")
     assert split_cpus({0, 1, 2, 3, 5}) == ("0,1", "2,3,5")
     assert split_cpus({3}) is None  # one CPU: nothing to split, vLLM's own binding
+
+
+def test_by_default_both_slots_share_every_cpu_with_unbound_threads() -> None:
+    assert shared_cpus({0, 1}) == ("0,1", "0,1")
+    assert shared_cpus({3}) is None
+    config = DockerTargetConfig(cpusets=shared_cpus({0, 1, 2, 3}))
+    for slot in ("a", "b"):  # the same for both: neither variant has cores of its own
+        assert config.cpuset(slot) == "0,1,2,3"
+        assert config.threads_env(slot) == {
+            "CANARYFLOW_SERVING_CPU_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "2",
+        }  # fmt: skip
+    two = DockerTargetConfig(cpusets=("0-1", "0,1"), omp_threads=None)
+    assert two.threads_env("b")["OMP_NUM_THREADS"] == "1"
+    assert (
+        DockerTargetConfig(cpusets=("0-3", "0-3"), omp_threads=3).threads_env("a")[
+            "OMP_NUM_THREADS"
+        ]
+        == "3"
+    )
+
+
+def test_disjoint_cpusets_bind_each_servers_threads_to_its_own_cpus() -> None:
+    config = DockerTargetConfig(cpusets=("0", "1"))
+    assert config.threads_env("a") == {"CANARYFLOW_SERVING_CPU_THREADS_BIND": "0"}
+    assert config.threads_env("b") == {"CANARYFLOW_SERVING_CPU_THREADS_BIND": "1"}
+    assert DockerTargetConfig(cpusets=None).threads_env("a") == {}  # vLLM's own 'auto'
+
+
+@pytest.mark.parametrize("bad", ["", "0;1", "a", "0-", "1,,2"])
+def test_a_cpuset_that_is_not_a_cpu_list_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="not a CPU list"):
+        DockerTargetConfig(cpusets=(bad, "0"))
 
 
 def test_config_reads_the_machine_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -133,6 +133,8 @@ def test_rendered_config_is_valid_haproxy(tmp_path: Path, sticky: str | None) ->
     assert "server a 127.0.0.1" in text
     assert "weight 0 disabled" in text
     assert ("hash-type consistent" in text) == bool(sticky)
+    # streamed responses are forwarded as they come (tests/e2e/test_router_streaming.py)
+    assert "    option http-no-delay\n" in text
 
 
 def test_map_names_every_slot() -> None:
@@ -243,10 +245,12 @@ def test_a_dead_full_weight_canary_falls_back_to_the_stable(
 def test_wait_idle_waits_for_requests_in_flight(
     router: HAProxy, backends: tuple[RouterLayout, dict[str, Backend]]
 ) -> None:
-    backends[1]["a"].delay_s = 0.6
+    backends[1]["a"].delay_s = 1.0
     slow = threading.Thread(target=lambda: httpx.get(f"{router.url}/slow", timeout=5))
     slow.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 5  # a busy machine can take a second to send it
+    while router.servers()["a"].sessions == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
     router.apply({"a": SlotState(0, False), "b": SlotState(100, True, "stable")})
 
     assert router.servers()["a"].sessions == 1

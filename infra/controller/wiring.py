@@ -9,6 +9,8 @@ so the controller and its tests import none of them.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 from infra.controller.ports import CheckReport, ReleasePorts, StepEvidence
@@ -22,10 +24,14 @@ from infra.targets import make_target
 from infra.targets.base import DeployTarget
 from validation.analysis import CanaryHealth
 from validation.drift import DriftResult
+from validation.evaluation.mlflow_scoring import Scoring
+from validation.evaluation.source import PreparedSet, prepare, register
 from validation.metrics.locust_stats import LocustSource
+from validation.quality import Answerer
 
 GOLDEN_FILE = "golden.jsonl"
 _WINDOW_MARGIN_S = 30.0
+_UNRESOLVED_MAX_TOKENS = 256
 
 
 def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePorts:
@@ -38,11 +44,12 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
     target = make_target(spec.target)
     uri = settings.mlflow_uri()
     registry = registry_from_uri(uri)
+    check = OfflineCheck(spec, tracking_uri=uri)
     return ReleasePorts(
         target=target,
         registry=registry,
-        load=lambda model_dir: LocustStepLoad(spec, target, model_dir / GOLDEN_FILE),
-        check=OfflineCheck(spec),
+        load=lambda model_dir: check.step_load(target, model_dir, settings.state / "evaluation"),
+        check=check,
         images=SmokedImages(),
         work_dir=settings.state / "releases",
         tracking_uri=uri,
@@ -93,8 +100,10 @@ class LocustStepLoad:
             prompts = PromptSource(kind="golden", path=self.reference)
         else:
             prompts = PromptSource()
+        # max_tokens unset: OfflineCheck.step_load resolves it from the evaluation set
         return LoadProfile(users=load.users, spawn_rate=load.spawn_rate, prompts=prompts,
-                           max_tokens=load.max_tokens, max_duration_s=load.max_step_s)  # fmt: skip
+                           max_tokens=load.max_tokens or _UNRESOLVED_MAX_TOKENS,
+                           max_duration_s=load.max_step_s)  # fmt: skip
 
     def _drift(self, result: LoadResult, html: Path) -> DriftResult | None:
         """Canary prompts/outputs vs the golden set; None (check inconclusive) when it fails."""
@@ -121,35 +130,104 @@ def _api_key(target: DeployTarget) -> str:
 
 
 class OfflineCheck:
-    """Artifact, memory fit and golden-set quality (vs threshold and the champion)."""
+    """The release's evaluation set (named errors first), artifact, memory fit at the
+    model's defaults, then candidate and champion scored on the same rows (MLflow
+    evaluation runs when a tracking store is given) and the paired gate.
 
-    def __init__(self, spec: ReleaseSpec) -> None:
+    `answerer(model_dir, max_tokens)` is the offline answerer (default: the transformers
+    greedy loop); tests pass a fake. The prepared set is kept for the step load
+    (`prompt_file`), so the canary sends the rows the release owns, never the candidate's.
+    """
+
+    def __init__(
+        self,
+        spec: ReleaseSpec,
+        tracking_uri: str | None = None,
+        answerer: Callable[[Path, int], Answerer] | None = None,
+    ) -> None:
         self.spec = spec
+        self.tracking_uri = tracking_uri
+        self.answerer = answerer or _transformers_answerer
+        self._prepared: dict[Path, PreparedSet] = {}
+
+    def prepared(self, model_dir: Path) -> PreparedSet:
+        """The release's rows, read and checked once per candidate (named errors)."""
+        if model_dir not in self._prepared:
+            self._prepared[model_dir] = prepare(self.spec.evaluation, model_dir, self.tracking_uri)
+        return self._prepared[model_dir]
 
     def check(self, model_dir: Path, champion_dir: Path | None) -> CheckReport:
-        from infra.local_generator import TransformersGenerator
-        from validation import memory, quality
+        from validation import memory, model_defaults
         from validation.artifact import check_artifact
-        from validation.golden import read_jsonl
+        from validation.evaluation.gate import evaluate_offline
 
-        serving = self.spec.serving
+        serving, tags = self.spec.serving, {}
         try:
+            prepared = self.prepared(model_dir)
+            tags = dict(prepared.tags)
             report = check_artifact(model_dir, serving.flavor)
-            memory.check_model_fit_cpu(model_dir, report.weight_bytes, serving.max_model_len,
+            max_len = model_defaults.max_model_len(model_dir, serving.max_model_len)
+            memory.check_model_fit_cpu(model_dir, report.weight_bytes, max_len,
                                        serving.max_num_seqs, serving.kvcache_space_gib)  # fmt: skip
         except ValidationError as exc:
-            return CheckReport(reasons=(f"{type(exc).__name__}: {exc}",))
-        examples = read_jsonl(model_dir / GOLDEN_FILE)
-        score = quality.score(TransformersGenerator(model_dir), examples)
-        champion = None
-        if champion_dir is not None:
-            champion = quality.score(TransformersGenerator(champion_dir), examples)
-        gate = quality.gate(score, self.spec.quality_threshold, champion,
-                            self.spec.max_regression)  # fmt: skip
-        metrics = {"quality.accuracy": score.accuracy, "quality.n": float(score.n)}
-        if champion is not None:
-            metrics["quality.champion_accuracy"] = champion.accuracy
-        return CheckReport(reasons=tuple(gate.reasons), metrics=metrics)
+            return CheckReport(reasons=(f"{type(exc).__name__}: {exc}",), tags=tags)
+        if self.tracking_uri is not None:  # only a checked set, of a sound candidate
+            prepared = register(prepared, self.spec.evaluation, self.tracking_uri)
+        max_tokens = self.max_tokens(model_dir)
+        evaluation = self.spec.evaluation
+        assert evaluation is not None  # prepare refused a spec without one
+        result = evaluate_offline(
+            evaluation, prepared.evalset, self.answerer(model_dir, max_tokens),
+            self.answerer(champion_dir, max_tokens) if champion_dir is not None else None,
+            scoring=self._scoring(), tags=dict(prepared.tags),
+        )  # fmt: skip
+        metrics = {**result.metrics, "serving.max_model_len": float(max_len),
+                   "load.max_tokens": float(max_tokens)}  # fmt: skip
+        reasons = tuple(f"QualityGateError: {r}" for r in result.reasons)
+        if reasons and result.misses:
+            reasons += (f"examples of failed rows: {'; '.join(result.misses)}",)
+        return CheckReport(reasons=reasons, metrics=metrics, tags=result.tags)
+
+    def max_tokens(self, model_dir: Path) -> int:
+        from validation import model_defaults
+
+        evalset = self.prepared(model_dir).evalset
+        return model_defaults.max_tokens(model_dir, evalset, self.spec.load.max_tokens)
+
+    def prompt_file(self, model_dir: Path, out_dir: Path) -> Path:
+        """The release's rows as the load's golden-format prompt file ({prompt, answer})."""
+        evalset = self.prepared(model_dir).evalset
+        path = out_dir / f"evaluation-{evalset.digest.removeprefix('sha256:')[:12]}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for row in evalset.rows:
+                answer = row.expectations.get("expected_response")
+                f.write(
+                    json.dumps(
+                        {"prompt": row.prompt, "answer": "" if answer is None else str(answer)}
+                    )
+                    + "\n"
+                )
+        return path
+
+    def step_load(self, target: DeployTarget, model_dir: Path, out_dir: Path) -> LocustStepLoad:
+        """The canary's load: the release's rows, max_tokens resolved from them."""
+        load = self.spec.load.model_copy(update={"max_tokens": self.max_tokens(model_dir)})
+        spec = self.spec.model_copy(update={"load": load})
+        return LocustStepLoad(spec, target, self.prompt_file(model_dir, out_dir))
+
+    def _scoring(self) -> Scoring | None:
+        if self.tracking_uri is None:
+            return None
+        from validation.evaluation.mlflow_scoring import MlflowScoring
+
+        return MlflowScoring(self.tracking_uri)
+
+
+def _transformers_answerer(model_dir: Path, max_tokens: int) -> Answerer:
+    from infra.local_generator import TransformersGenerator
+
+    return TransformersGenerator(model_dir, max_new_tokens=max_tokens)
 
 
 class SmokedImages:

@@ -5,19 +5,21 @@ champion passes. The difference of pass rates is (b - c) / n.
 - McNemar's test (statsmodels; exact binomial on the b + c discordant pairs when they are
   fewer than 25, chi-square otherwise) says whether the two differ at all.
 - Non-inferiority (the gate): the one-sided (1 - alpha) lower bound of the difference must lie
-  above -margin. The interval is the Agresti-Min adjusted Wald interval for paired
-  proportions (0.5 added to each cell of the 2x2 table; Agresti & Min 2005): neither
-  statsmodels nor scipy ships a paired-difference interval, and this one keeps its coverage
-  with few discordant pairs, where the plain Wald interval collapses to a point.
+  above -margin. Test and interval are Tango's score test for paired proportions and its
+  inverted interval (Tango 1998, the standard non-inferiority test for matched pairs):
+  neither statsmodels nor scipy ships a paired-difference interval, and Wald intervals
+  (also Agresti-Min's adjusted one) pass too often when discordant pairs are few: measured
+  here, 13% false passes at the margin with 124 rows and every discordant pair against the
+  candidate.
 
 Numeric scores (a share in 0..1 per row, e.g. fields right): the mean difference, a seeded
 paired bootstrap interval (scipy.stats.bootstrap, paired resampling of rows) for the gate,
 and the Wilcoxon signed-rank test (scipy) of H0: difference <= -margin as the p-value.
 
 `rows_needed(margin, alpha, power, discordance)` is the row count at which a candidate no
-worse than the champion passes with probability `power` (normal approximation; the variance
-of the paired difference at no true difference is discordance / n), and never below the
-count at which a candidate identical on every row can pass at all.
+worse than the champion passes with probability `power` (the score test's normal
+approximation, variance under H0 and under no difference), and never below the count at
+which a candidate identical on every row can pass at all.
 """
 
 from __future__ import annotations
@@ -86,22 +88,42 @@ def paired_pass_fail(
         if b + c == 0
         else float(mcnemar([[both, b], [c, neither]], exact=exact, correction=True).pvalue)
     )
-    diff_adj, se = _agresti_min(b, c, n)
     z = _N.inv_cdf(1 - alpha)
-    p_ni = 1 - _N.cdf((diff_adj + margin) / se)
+    p_ni = 1 - _N.cdf(tango_z(b, c, n, -margin))
     return PairedResult(metric=metric, kind="pass_fail", n=n, candidate=(both + b) / n,
-                        champion=(both + c) / n, diff=(b - c) / n, ci_low=diff_adj - z * se,
-                        ci_high=diff_adj + z * se, p_value=p, p_noninferior=p_ni, margin=margin,
+                        champion=(both + c) / n, diff=(b - c) / n,
+                        ci_low=_score_bound(b, c, n, z), ci_high=_score_bound(b, c, n, -z),
+                        p_value=p, p_noninferior=p_ni, margin=margin,
                         test="mcnemar-exact" if exact else "mcnemar-chi2",
                         discordant=(b, c))  # fmt: skip
 
 
-def _agresti_min(b: int, c: int, n: int) -> tuple[float, float]:
-    """Adjusted difference and its standard error (0.5 added to every cell)."""
-    bb, cc, nn = b + 0.5, c + 0.5, n + 2.0
-    diff = (bb - cc) / nn
-    var = ((bb + cc) / nn - diff * diff) / nn
-    return diff, math.sqrt(max(var, 1e-12))
+def tango_z(b: int, c: int, n: int, d0: float) -> float:
+    """Tango's score statistic for H0: p_b - p_c = d0 (paired proportions; Tango 1998).
+
+    The variance is taken at the restricted maximum-likelihood estimate under H0, which keeps
+    the test near its nominal size when discordant pairs are few (a plain Wald test does not).
+    """
+    a_ = 2.0 * n
+    b_ = -b - c + (2.0 * n - b + c) * d0
+    c_ = -c * d0 * (1.0 - d0)
+    p_c = (math.sqrt(max(b_ * b_ - 4 * a_ * c_, 0.0)) - b_) / (2 * a_)
+    var = n * (2 * p_c + d0 * (1 - d0))
+    if var <= 0:
+        return math.inf if b - c - n * d0 > 0 else -math.inf if b - c - n * d0 < 0 else 0.0
+    return (b - c - n * d0) / math.sqrt(var)
+
+
+def _score_bound(b: int, c: int, n: int, z: float) -> float:
+    """The d0 at which tango_z equals z (tango_z decreases in d0), by bisection."""
+    low, high = -1.0 + 1e-9, 1.0 - 1e-9
+    for _ in range(60):
+        mid = (low + high) / 2
+        if tango_z(b, c, n, mid) > z:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
 
 
 def paired_numeric(
@@ -137,9 +159,12 @@ def paired_numeric(
 def rows_needed(margin: float, alpha: float, power: float, discordance: float) -> int:
     """Rows at which a candidate no worse than the champion passes with `power`."""
     z_a, z_b = _N.inv_cdf(1 - alpha), _N.inv_cdf(power)
-    by_power = math.ceil((z_a + z_b) ** 2 * discordance / margin**2)
-    # Zero discordant pairs: Agresti-Min se is 1/(n+2); passing needs z_a/(n+2) < margin.
-    at_all = math.floor(z_a / margin - 2) + 1
+    # Score-test sample size (Nam 1997 style): the variance of b - c per row is about
+    # discordance + margin - margin^2 under H0 (restricted to -margin), discordance at truth 0.
+    sd0 = math.sqrt(discordance + margin - margin * margin)
+    by_power = math.ceil((z_a * sd0 + z_b * math.sqrt(discordance)) ** 2 / margin**2)
+    # Zero discordant pairs: tango_z(0, 0, n, -m) = sqrt(n m / (1 - m)) must exceed z_a.
+    at_all = math.floor(z_a**2 * (1 - margin) / margin) + 1
     return max(by_power, at_all, 1)
 
 

@@ -137,6 +137,8 @@ def _expected_fields(row: EvalRow) -> Mapping[str, Any]:
     fields = row.expectations.get("fields")
     if isinstance(fields, Mapping):
         return fields
+    if row.expectations.get("expected_response") is None:
+        return {}
     parsed, _ = _parse_json(_expected(row))
     return parsed if isinstance(parsed, Mapping) else {}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from infra.errors import EvaluationSetMissingError
@@ -71,8 +72,17 @@ def _mlflow(tracking_uri: str) -> Any:
 
 
 def _experiment_id(mlflow: Any) -> str:
+    """The evaluation experiment; its artifacts (traces) next to a sqlite store, never in
+    the current directory."""
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    return str(exp.experiment_id if exp else mlflow.create_experiment(EXPERIMENT))
+    if exp is not None:
+        return str(exp.experiment_id)
+    uri = str(mlflow.get_tracking_uri())
+    location = None
+    if uri.startswith("sqlite:///"):
+        root = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+        location = root.as_uri()
+    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=location))
 
 
 def register_dataset(evalset: EvaluationSet, tracking_uri: str, name: str | None = None) -> str:
@@ -178,15 +188,23 @@ def _custom(spec: ScorerSpec) -> Any:
 
 
 def read_scores(frame: Any, specs: Sequence[ScorerSpec]) -> RowScores:
-    """Per-row values and rationales from `EvaluationResult.result_df` (built-ins' yes/no
-    become 1.0/0.0)."""
+    """Per-row values and rationales from the assessments in `EvaluationResult.result_df`
+    (built-ins' yes/no become 1.0/0.0; a scorer that raised scores 0 with its error)."""
     scores: RowScores = {}
     for rec in frame.to_dict(orient="records"):
         row_id = str((rec.get("tags") or {}).get("row_id", ""))
-        scores[row_id] = {s.label: Score(_value(rec.get(f"{s.label}/value")),
-                                         str(rec.get(f"{s.label}/rationale") or ""))
-                          for s in specs}  # fmt: skip
+        found = {a.get("assessment_name"): a for a in rec.get("assessments") or []
+                 if "feedback" in a}  # fmt: skip
+        scores[row_id] = {s.label: _score(found.get(s.label)) for s in specs}
     return scores
+
+
+def _score(assessment: Mapping[str, Any] | None) -> Score:
+    if assessment is None:
+        return Score(0.0, "no assessment recorded")
+    feedback = assessment.get("feedback") or {}
+    why = str(assessment.get("rationale") or feedback.get("error") or "")
+    return Score(_value(feedback.get("value")), why)
 
 
 def _value(value: Any) -> float:

@@ -50,7 +50,7 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
         registry=registry,
         load=lambda model_dir: check.step_load(target, model_dir, settings.state / "evaluation"),
         check=check,
-        images=SmokedImages(),
+        images=SmokedImages(spec.serving.served_model_name),
         work_dir=settings.state / "releases",
         tracking_uri=uri,
     )
@@ -231,12 +231,16 @@ def _transformers_answerer(model_dir: Path, max_tokens: int) -> Answerer:
 
 
 class SmokedImages:
-    """infra/image: content-addressed build (a no-op when it exists), then the smoke test."""
+    """infra/image: content-addressed build (a no-op when it exists), then the smoke test
+    under the name the release serves the model as."""
+
+    def __init__(self, served_model_name: str = "model") -> None:
+        self.served_model_name = served_model_name
 
     def build(self, model_dir: Path) -> str:
         from infra.image.build import build_image
         from infra.image.smoke import smoke_test
 
         built = build_image(model_dir)
-        smoke_test(built.tag, model_dir=model_dir)
+        smoke_test(built.tag, model_dir=model_dir, served_model_name=self.served_model_name)
         return built.tag

@@ -185,7 +185,16 @@ def child(work: Path, quick: bool) -> dict[str, Any]:
     with running_target(config) as target:
         for key, model in (("first", trained()), ("canary", v2)):
             spec = ReleaseSpec.model_validate(
-                {"model": str(model), **(QUICK_SPEC if quick else {})}
+                {
+                    "model": str(model),
+                    "registered_name": "tiny-chat",
+                    # the bench names the demo model's own held-out file as the release's set
+                    "evaluation": {
+                        "path": str(model / GOLDEN_FILE),
+                        "scorers": [{"kind": "exact"}],
+                    },
+                    **(QUICK_SPEC if quick else {}),
+                }
             )
 
             def step_load(model_dir: Path, spec: ReleaseSpec = spec) -> LocustStepLoad:

@@ -95,6 +95,7 @@ def _judge(spec: ReleaseSpec, ports: ReleasePorts, record: _Recorder) -> _Judged
     checked = steps.validate_candidate(candidate, ports)
     record.watch.lap("validate")
     record.metrics = dict(checked.metrics)
+    record.tags = dict(checked.tags)
     if not checked.passed:
         steps.reject_candidate(candidate, ports, checked.reasons)
         return "rejected", checked.reasons, ()
@@ -148,6 +149,7 @@ class _Recorder:
         self.spec, self.ports, self.release_id, self.source = spec, ports, release_id, source
         self.watch = Stopwatch(ports.clock)
         self.metrics: dict[str, float] = {}
+        self.tags: dict[str, str] = {}
         self.image: str | None = None
         name, version, _alias = spec.model_ref()
         self.candidate = Candidate(name=name, model_dir=Path(), version=version)
@@ -167,7 +169,7 @@ class _Recorder:
         outcome = ReleaseOutcome(release_id=self.release_id, model_name=candidate.name,
                                  version=candidate.version, verdict=verdict, reasons=reasons,
                                  steps=step_records, timings=self.watch.laps,
-                                 metrics=self.metrics, image=self.image,
+                                 metrics=self.metrics, tags=self.tags, image=self.image,
                                  source=self.source, phase=self.failed_in)  # fmt: skip
         uri, run_id, unlogged, notes = self.ports.tracking_uri, None, None, []
         if uri:

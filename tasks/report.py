@@ -82,6 +82,7 @@ def _log_run(tracking_uri: str, outcome: ReleaseOutcome, artifact_root: Path | N
         "canaryflow.model_name": outcome.model_name,
         "canaryflow.model_version": outcome.version or "",
         **{f"canaryflow.git_{k}": v for k, v in outcome.source.items()},
+        **outcome.tags,
     })  # fmt: skip
     run_id: str = run.info.run_id
     for key, value in report.metrics(outcome).items():

@@ -1,4 +1,8 @@
-"""Prefect tasks: pre-deploy validation (artifact, memory fit, golden-set quality)."""
+"""Prefect tasks: pre-deploy validation (artifact, memory fit).
+
+Offline quality is the release's evaluation set (validation/evaluation, wired in
+infra/controller/wiring.OfflineCheck), not a golden set of the candidate's.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,8 @@ from pathlib import Path
 
 from prefect import task
 
-from infra.local_generator import TransformersGenerator
-from validation import memory, quality
+from validation import memory
 from validation.artifact import ArtifactReport, Flavor, check_artifact
-from validation.golden import Example
 
 
 @task(name="validate-artifact", timeout_seconds=300)
@@ -26,22 +28,3 @@ def check_memory_fit(
     return memory.check_model_fit_cpu(
         report.model_dir, report.weight_bytes, max_model_len, max_num_seqs, kvcache_space_gib
     )
-
-
-@task(name="score-golden-set", timeout_seconds=1800)
-def score_golden_set(model_dir: Path, examples: list[Example]) -> quality.QualityScore:
-    """Offline greedy exact match of the model on the golden set."""
-    return quality.score(TransformersGenerator(model_dir), examples)
-
-
-@task(name="quality-gate")
-def quality_gate(
-    candidate: quality.QualityScore,
-    threshold: float,
-    champion: quality.QualityScore | None,
-    max_regression: float,
-) -> quality.GateResult:
-    """Pass only above the threshold and not regressed beyond δ against the champion."""
-    result = quality.gate(candidate, threshold, champion, max_regression)
-    quality.raise_if_failed(result)
-    return result

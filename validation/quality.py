@@ -1,4 +1,9 @@
-"""The offline quality gate: exact match on the golden set, vs a threshold and vs the champion.
+"""The demo's arithmetic quality measure (exact integer match on its golden set), the
+`Answerer` protocol and the Wilson interval.
+
+Releases are judged by validation/evaluation (the release's own set, any scorers, paired
+comparison); `score` here calls the demo task's integer `exact_match`, so only the demo
+(infra/demo_model's training report) uses it. `gate` is kept for the demo's numbers.
 
 How the gate decides (and why the confidence intervals do not decide it):
 

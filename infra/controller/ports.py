@@ -82,6 +82,8 @@ class CheckReport:
 
     reasons: tuple[str, ...] = ()
     metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """What the check was judged on (e.g. the evaluation set's digest), for the record."""
 
     @property
     def passed(self) -> bool:

@@ -91,6 +91,11 @@ class ReleaseOutcome(_Record):
     steps: tuple[StepRecord, ...] = ()
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Offline metrics.")
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="What the offline check was judged on: evaluation set digest, source, "
+        "dataset, evaluation runs; logged as tags of the release's MLflow run.",
+    )
     image: str | None = None
     source: dict[str, str] = Field(
         default_factory=dict, description="What started it: git repo, ref and sha of a push."

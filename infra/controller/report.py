@@ -33,6 +33,12 @@ def markdown(outcome: ReleaseOutcome) -> str:
     if outcome.metrics:
         lines += ["", "## Offline checks", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(outcome.metrics.items())]
+    if outcome.tags:
+        lines += ["", "## Judged on", "", "| tag | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(outcome.tags.items())]
+        if outcome.tags.get("canaryflow.eval_candidate_supplied") == "true":
+            lines += ["", "**The candidate supplied its own evaluation set** "
+                      "(allow_candidate_golden): it chose the rows it was judged on."]  # fmt: skip
     lines += _steps_section(outcome.steps)
     lines += _blast_section(outcome)
     if outcome.timings:

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from infra.controller.ports import CheckReport, ReleasePorts, StepEvidence
-from infra.errors import DriftError, PairedWindowError, RouterUnreachableError, ValidationError
+from infra.controller.offline_check import OfflineCheck
+from infra.controller.ports import ReleasePorts, StepEvidence
+from infra.errors import DriftError, PairedWindowError, RouterUnreachableError
 from infra.load.evidence import crosscheck, golden_rows, rotate, step_source, write_crosscheck
 from infra.load.paired import PairedSettings, Row, run_paired
 from infra.load.prompts import PromptSource
@@ -37,6 +38,7 @@ from validation.metrics.traffic import TrafficSource, user_counts
 
 GOLDEN_FILE = "golden.jsonl"
 _WINDOW_MARGIN_S = 30.0
+_UNRESOLVED_MAX_TOKENS = 256
 log = logging.getLogger("canaryflow.load")
 
 
@@ -50,14 +52,13 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
     target = make_target(spec.target)
     uri = settings.mlflow_uri()
     registry = registry_from_uri(uri)
+    check = OfflineCheck(spec, tracking_uri=uri)
     return ReleasePorts(
         target=target,
         registry=registry,
-        load=lambda model_dir: LocustStepLoad(
-            spec, target, model_dir / GOLDEN_FILE, options=_window_options(spec)
-        ),
-        check=OfflineCheck(spec),
-        images=SmokedImages(),
+        load=lambda model_dir: check.step_load(target, model_dir, settings.state / "evaluation"),
+        check=check,
+        images=SmokedImages(spec.serving.served_model_name),
         work_dir=settings.state / "releases",
         tracking_uri=uri,
     )
@@ -81,7 +82,7 @@ class WindowOptions:
     load_enabled: bool = True
 
 
-def _window_options(spec: ReleaseSpec) -> WindowOptions:
+def window_options(spec: ReleaseSpec) -> WindowOptions:
     """Kubernetes endpoints are in-cluster addresses the pipeline cannot reach on loopback:
     no paired window there (the router load's evidence, as before) until one is forwarded."""
     return WindowOptions(paired=None) if spec.target == "kubernetes" else WindowOptions()
@@ -173,7 +174,9 @@ class LocustStepLoad:
         rows = rotate(self._rows, self._row_offset, pairs)
         self._row_offset = (self._row_offset + pairs) % len(self._rows)
         endpoints = _endpoints(self.target)
-        window = replace(settings, pairs=pairs, max_tokens=self.spec.load.max_tokens)
+        window = replace(
+            settings, pairs=pairs, max_tokens=self.spec.load.max_tokens or _UNRESOLVED_MAX_TOKENS
+        )
         result = run_paired(endpoints, _api_key(self.target), self.spec.serving.served_model_name,
                             rows, out_dir / "paired.jsonl", window)  # fmt: skip
         log.info("paired window: %d of %d pairs in %.1f s", result.pairs, result.requested,
@@ -213,7 +216,8 @@ class LocustStepLoad:
         else:
             prompts = PromptSource()
         return LoadProfile(users=load.users, spawn_rate=load.spawn_rate, prompts=prompts,
-                           max_tokens=load.max_tokens, max_duration_s=load.max_step_s)  # fmt: skip
+                           max_tokens=load.max_tokens or _UNRESOLVED_MAX_TOKENS,
+                           max_duration_s=load.max_step_s)  # fmt: skip
 
     def _drift(self, result: LoadResult | None, out_dir: Path) -> DriftResult | None:
         """Canary prompts/outputs vs the golden set; None (check inconclusive) when it fails."""
@@ -272,45 +276,17 @@ def _api_key(target: DeployTarget) -> str:
     return Path(key_file).read_text(encoding="utf-8").strip() if key_file else ""
 
 
-class OfflineCheck:
-    """Artifact, memory fit and golden-set quality (vs threshold and the champion)."""
-
-    def __init__(self, spec: ReleaseSpec) -> None:
-        self.spec = spec
-
-    def check(self, model_dir: Path, champion_dir: Path | None) -> CheckReport:
-        from infra.local_generator import TransformersGenerator
-        from validation import memory, quality
-        from validation.artifact import check_artifact
-        from validation.golden import read_jsonl
-
-        serving = self.spec.serving
-        try:
-            report = check_artifact(model_dir, serving.flavor)
-            memory.check_model_fit_cpu(model_dir, report.weight_bytes, serving.max_model_len,
-                                       serving.max_num_seqs, serving.kvcache_space_gib)  # fmt: skip
-        except ValidationError as exc:
-            return CheckReport(reasons=(f"{type(exc).__name__}: {exc}",))
-        examples = read_jsonl(model_dir / GOLDEN_FILE)
-        score = quality.score(TransformersGenerator(model_dir), examples)
-        champion = None
-        if champion_dir is not None:
-            champion = quality.score(TransformersGenerator(champion_dir), examples)
-        gate = quality.gate(score, self.spec.quality_threshold, champion,
-                            self.spec.max_regression)  # fmt: skip
-        metrics = {"quality.accuracy": score.accuracy, "quality.n": float(score.n)}
-        if champion is not None:
-            metrics["quality.champion_accuracy"] = champion.accuracy
-        return CheckReport(reasons=tuple(gate.reasons), metrics=metrics)
-
-
 class SmokedImages:
-    """infra/image: content-addressed build (a no-op when it exists), then the smoke test."""
+    """infra/image: content-addressed build (a no-op when it exists), then the smoke test
+    under the name the release serves the model as."""
+
+    def __init__(self, served_model_name: str = "model") -> None:
+        self.served_model_name = served_model_name
 
     def build(self, model_dir: Path) -> str:
         from infra.image.build import build_image
         from infra.image.smoke import smoke_test
 
         built = build_image(model_dir)
-        smoke_test(built.tag, model_dir=model_dir)
+        smoke_test(built.tag, model_dir=model_dir, served_model_name=self.served_model_name)
         return built.tag

@@ -18,6 +18,7 @@ import json
 import sys
 import time
 
+from infra.demo.evaluation import demo_evaluation, register_demo_set
 from infra.demo.reset import reset_previous_demo
 from infra.demo.story import NAME, RELEASE, DemoContext, Result, say, where_to_look
 from infra.demo_model.train import TrainConfig
@@ -39,17 +40,20 @@ def story(ctx: DemoContext) -> dict[str, str]:
     """The scenario; returns {step: observed verdict} for the expectations check."""
     say("\n== 2. v1: train, then release it (nothing serves yet: first deploy)")
     v1 = ctx.train("v1", TrainConfig())
-    seen = {"v1": ctx.release("v1", {"model": f"models:/{NAME}/{v1}"}).verdict}
+    evaluation = demo_evaluation()
+    seen = {"v1": ctx.release("v1", {"model": f"models:/{NAME}/{v1}",
+                                     "evaluation": evaluation}).verdict}  # fmt: skip
 
     say("\n== 3. v2: trained longer → canary 10% → 25% → 50% → promote")
     v2 = ctx.train("v2", TrainConfig(steps=1500))
-    seen["v2"] = ctx.release("v2", {"model": f"models:/{NAME}/{v2}"}).verdict
+    seen["v2"] = ctx.release("v2", {"model": f"models:/{NAME}/{v2}",
+                                    "evaluation": evaluation}).verdict  # fmt: skip
 
     say("\n== 4. v3: deliberately bad (700 steps, ~43% right), released with the offline")
     say("        quality gate switched off, so only the canary can stop it")
     v3 = ctx.train("v3", TrainConfig(steps=700))
-    gate_off = {"quality_threshold": 0.0, "max_regression": 1.0}
-    r3 = ctx.release("v3", {"model": f"models:/{NAME}/{v3}", **gate_off})
+    gate_off = demo_evaluation(threshold=0.0, margin=1.0)
+    r3 = ctx.release("v3", {"model": f"models:/{NAME}/{v3}", "evaluation": gate_off})
     seen["v3"] = r3.verdict
     ttr = ctx.time_to_decision(r3)
     if ttr is not None:
@@ -91,6 +95,7 @@ def main() -> int:
     say("== 1. services: Prefect server + process worker, MLflow UI; deployments")
     ctx = DemoContext.start()
     reset_previous_demo(ctx.settings)
+    say(f"  evaluation set: MLflow dataset {register_demo_set(ctx.settings)} (the release's rows)")
     seen = story(ctx)
     say("\n== summary")
     say(f"  {'run':30} {'verdict':12} {'seconds':>8}")

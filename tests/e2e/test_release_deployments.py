@@ -67,6 +67,21 @@ def stack(
         yield s
 
 
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The release's own set (the demo's held-out rows as a file the spec names)."""
+    from infra.demo.evaluation import SCORERS, demo_rows
+
+    path = tmp_path_factory.mktemp("evaluation") / "tiny-chat-arithmetic.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in demo_rows()), encoding="utf-8")
+    return {"path": str(path), "scorers": SCORERS}
+
+
+def of(model: Path, evaluation: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A release spec of a model directory, registered as NAME, judged on `evaluation`."""
+    return {"model": str(model), "registered_name": NAME, "evaluation": evaluation, **extra}
+
+
 def release(stack: Stack, spec: dict[str, Any], timeout_s: float = 900) -> tuple[str, str]:
     """(state, verdict) of a `prefect deployment run release/release` run."""
     run_id = stack.api.run_deployment(RELEASE, {"spec": spec})
@@ -84,8 +99,10 @@ def mlflow_runs(stack: Stack) -> list[Any]:
     return [] if exp is None else client.search_runs([exp.experiment_id])
 
 
-def test_1_first_release_deploys_the_stable(stack: Stack, trained_model: Path) -> None:
-    state, verdict = release(stack, {"model": str(trained_model)})
+def test_1_first_release_deploys_the_stable(
+    stack: Stack, trained_model: Path, evaluation: dict[str, Any]
+) -> None:
+    state, verdict = release(stack, of(trained_model, evaluation))
     assert (state, verdict) == ("COMPLETED", "promoted")
     now = stack.target.status()
     assert now.stable is not None
@@ -94,12 +111,12 @@ def test_1_first_release_deploys_the_stable(stack: Stack, trained_model: Path) -
 
 
 def test_2_identical_canary_passes_every_check(
-    stack: Stack, trained_model: Path, tmp_path: Path
+    stack: Stack, trained_model: Path, tmp_path: Path, evaluation: dict[str, Any]
 ) -> None:
     same = shutil.copytree(trained_model, tmp_path / "same-weights")
     (same / "NOTICE").write_text("same weights as v1, registered again as v2\n")
     manifest.write(same)  # new content digest → a new version with v1's weights
-    state, verdict = release(stack, {"model": str(same), **FAST_CANARY})
+    state, verdict = release(stack, of(same, evaluation, **FAST_CANARY))
     assert (state, verdict) == ("COMPLETED", "promoted")
     assert stack.target.status().stable.model_version == "2"  # type: ignore[union-attr]
     listed = subprocess.run([str(PREFECT), "artifact", "ls"],
@@ -110,13 +127,15 @@ def test_2_identical_canary_passes_every_check(
     assert any(k.startswith("step50.run1.quality") for k in runs["2"].data.metrics)
 
 
-def test_3_weak_canary_is_rolled_back_on_quality(stack: Stack, tmp_path: Path) -> None:
+def test_3_weak_canary_is_rolled_back_on_quality(
+    stack: Stack, tmp_path: Path, evaluation: dict[str, Any]
+) -> None:
     from mlflow.tracking import MlflowClient
 
     weak = shutil.copytree(trained_config_model(WEAK_STEPS), tmp_path / "weak")
-    gate_off = {"quality_threshold": 0.0, "max_regression": 1.0}
+    gate_off = {**evaluation, "threshold": 0.0, "margin": 1.0}
     before = serving_version(stack)  # v2 after test 2; whatever serves, it must stay
-    state, verdict = release(stack, {"model": str(weak), **FAST_CANARY, **gate_off})
+    state, verdict = release(stack, of(weak, gate_off, **FAST_CANARY))
     assert (state, verdict) == ("COMPLETED", "rolled_back")
     now = stack.target.status()
     assert now.stable is not None

@@ -116,7 +116,9 @@ def test_resolve_downloads_a_registered_alias(tmp_path: Path) -> None:
 
 def test_a_local_directory_is_registered_as_challenger(tmp_path: Path) -> None:
     registry = FakeRegistry()
-    cand = resolve(ReleaseSpec(model=str(model_dir(tmp_path, "v1"))), registry, tmp_path)
+    cand = resolve(
+        ReleaseSpec(model=str(model_dir(tmp_path, "v1")), registered_name=NAME), registry, tmp_path
+    )
     assert cand.version is None
     packaged = register(registry, cand, {"canaryflow.release_id": "r"})
     assert packaged.version == "1"

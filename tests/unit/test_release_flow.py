@@ -136,7 +136,8 @@ def test_a_release_needs_exactly_one_of_spec_and_git(tmp_path: Path, given: str)
 
 def test_first_release_of_a_directory_deploys_stable_and_champion(tmp_path: Path) -> None:
     ports = make_ports(tmp_path)
-    outcome = release(ReleaseSpec(model=str(model_dir(tmp_path, "v1"))), ports)
+    spec = ReleaseSpec(model=str(model_dir(tmp_path, "v1")), registered_name=NAME)
+    outcome = release(spec, ports)
     assert outcome.verdict == "promoted"
     assert outcome.version == "1"
     assert not outcome.steps

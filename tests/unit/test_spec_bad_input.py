@@ -28,6 +28,7 @@ from infra.targets.fake import FakeTarget
 from infra.training.spec import RetrainSpec
 
 URI = "models:/tiny-chat@challenger"
+RELEASE_BASE = {"model": URI, "evaluation": {"path": "eval.jsonl"}}
 INF, NAN = float("inf"), float("nan")
 GE, GT, LE, LT = "greater than or equal to", "greater than", "less than or equal to", "less than"
 INT, NUM, EXTRA, FINITE = "valid integer", "valid number", "Extra inputs", "finite number"
@@ -128,10 +129,17 @@ RELEASE: list[tuple[str, object, str]] = [
     ("load.max_tokens", 10_000, f"{LE} 4096"),
     ("load.max_step_s", -5, f"{GT} 0"),
     ("load.max_step_s", INF, FINITE),
-    ("quality_threshold", 1.5, f"{LE} 1"),
-    ("quality_threshold", -0.1, f"{GE} 0"),
-    ("quality_threshold", "high", NUM),
-    ("max_regression", 2, f"{LE} 1"),
+    ("evaluation.threshold", 1.5, f"{LE} 1"),
+    ("evaluation.threshold", -0.1, f"{GE} 0"),
+    ("evaluation.threshold", "high", NUM),
+    ("evaluation.margin", 0, f"{GT} 0"),
+    ("evaluation.margin", 2, f"{LE} 1"),
+    ("evaluation.path", "", "at least 1 character"),
+    ("evaluation.dataset", "support-qa", "give `path` or `dataset`, not both"),
+    ("evaluation.scorers", [], "evaluation.scorers is empty"),
+    ("evaluation.scorers.0", {"kind": "length"}, "needs min_length and/or max_length"),
+    ("evaluation.allow_candidate_golden", "maybe", "valid boolean"),
+    ("quality_threshold", 0.8, EXTRA),  # replaced by evaluation.threshold / margin
 ]
 GIT: list[tuple[str, object, str]] = [
     ("sha", "HEAD", "is not a commit id: 7 to 64 lowercase hex digits"),
@@ -172,7 +180,7 @@ RETRAIN: list[tuple[str, object, str]] = [
 ]
 TRAINER = {"kind": "command", "command": ["{python}", "-m", "team.train", "{request}"]}
 TABLE = (
-    [(ReleaseSpec, {"model": URI}, *row) for row in RELEASE]
+    [(ReleaseSpec, RELEASE_BASE, *row) for row in RELEASE]
     + [(GitSource, {"repo": "/srv/git/app.git", "sha": "1a2b3c4"}, *row) for row in GIT]
     + [(DriftCheckSpec, {}, *row) for row in DRIFT]
     + [(RetrainSpec, {"trainer": TRAINER}, *row) for row in RETRAIN]
@@ -224,7 +232,7 @@ def test_the_release_flow_refuses_each_bad_value_as_a_parameter(
 ) -> None:
     """Prefect's own parameter validation (run at the start of every flow run, before the
     body) rejects each one, with the field path `spec.…` in the message."""
-    bad = with_value({"model": URI}, field, value)
+    bad = with_value(RELEASE_BASE, field, value)
     with pytest.raises(ParameterTypeError, match=r"spec\.") as caught:
         release.validate_parameters({"spec": bad})
     assert hint in str(caught.value)

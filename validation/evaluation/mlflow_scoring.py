@@ -1,0 +1,215 @@
+"""The evaluation set in MLflow: registered as a genai evaluation dataset, scored with
+`mlflow.genai.evaluate`, per-row values and rationales read back from its assessments.
+
+    ds_id = register_dataset(evalset, tracking_uri)           # idempotent on content
+    evalset = load_dataset("support-qa", tracking_uri)        # a dataset by name
+    scored = MlflowScoring(tracking_uri).score(evalset, scorers, outputs, "candidate", tags)
+
+MLflow's evaluation datasets are not versioned outside Databricks, so a file is registered
+under `<name>-<12 hex of its digest>` and tagged with the full digest: an edited file becomes
+a new dataset and the one a past release was judged on stays as it was.
+
+Heavy imports (mlflow) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from infra.errors import EvaluationSetMissingError
+from validation.evaluation.rows import EvalRow, EvaluationSet, from_records
+from validation.evaluation.scorers import Score, score_row
+from validation.evaluation.spec import ScorerSpec
+
+EXPERIMENT = "canaryflow-evaluation"
+DIGEST_TAG = "canaryflow.eval_digest"
+RowScores = dict[str, dict[str, Score]]
+"""row_id -> scorer label -> Score."""
+
+
+class Scoring(Protocol):
+    """Scores outputs of one model on the rows of a set; returns per-row scores and a run id
+    (None when nothing was logged)."""
+
+    def score(
+        self,
+        evalset: EvaluationSet,
+        scorers: Sequence[ScorerSpec],
+        outputs: Sequence[str],
+        role: str,
+        tags: Mapping[str, str],
+    ) -> tuple[RowScores, str | None]: ...
+
+
+class LocalScoring:
+    """The same scorer functions, in process, logging nothing (unit tests, no tracking store)."""
+
+    def score(
+        self,
+        evalset: EvaluationSet,
+        scorers: Sequence[ScorerSpec],
+        outputs: Sequence[str],
+        role: str,
+        tags: Mapping[str, str],
+    ) -> tuple[RowScores, str | None]:
+        return {r.row_id: {s.label: score_row(s, r, out) for s in scorers}
+                for r, out in zip(evalset.rows, outputs, strict=True)}, None  # fmt: skip
+
+
+def dataset_name(evalset: EvaluationSet) -> str:
+    return f"{evalset.name}-{evalset.digest.removeprefix('sha256:')[:12]}"
+
+
+def _mlflow(tracking_uri: str) -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow
+
+
+def _experiment_id(mlflow: Any) -> str:
+    """The evaluation experiment; its artifacts (traces) next to a sqlite store, never in
+    the current directory."""
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is not None:
+        return str(exp.experiment_id)
+    uri = str(mlflow.get_tracking_uri())
+    location = None
+    if uri.startswith("sqlite:///"):
+        root = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
+        location = root.as_uri()
+    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=location))
+
+
+def register_dataset(evalset: EvaluationSet, tracking_uri: str, name: str | None = None) -> str:
+    """Register the rows as an MLflow evaluation dataset (a no-op when one with this name and
+    digest exists); its dataset id. `name` overrides the digest-suffixed default."""
+    mlflow = _mlflow(tracking_uri)
+    from mlflow.genai import datasets
+
+    name = name or dataset_name(evalset)
+    existing = mlflow.MlflowClient().search_datasets(filter_string=f'name = "{name}"')
+    for ds in existing:
+        if (ds.tags or {}).get(DIGEST_TAG) == evalset.digest:
+            return str(ds.dataset_id)
+    if existing:
+        raise EvaluationSetMissingError(
+            f"an MLflow evaluation dataset {name!r} exists with other content (digest "
+            f"{(existing[0].tags or {}).get(DIGEST_TAG)}, not {evalset.digest}); datasets are "
+            f"not versioned: register the new rows under a new name"
+        )
+    ds = datasets.create_dataset(name=name, experiment_id=[_experiment_id(mlflow)],
+                                 tags={DIGEST_TAG: evalset.digest,
+                                       "canaryflow.eval_source": evalset.source})  # fmt: skip
+    ds.merge_records([r.record() for r in evalset.rows])
+    return str(ds.dataset_id)
+
+
+def load_dataset(name: str, tracking_uri: str) -> EvaluationSet:
+    """The rows of the MLflow evaluation dataset `name` (EvaluationSetMissingError if none)."""
+    _mlflow(tracking_uri)
+    from mlflow.exceptions import MlflowException
+    from mlflow.genai import datasets
+
+    try:
+        ds = datasets.get_dataset(name=name)
+    except MlflowException as exc:
+        raise EvaluationSetMissingError(
+            f"no MLflow evaluation dataset {name!r} in {tracking_uri} ({exc.message}); register "
+            f"it first (mlflow.genai.datasets.create_dataset) or give evaluation.path"
+        ) from exc
+    frame = ds.to_df()
+    records = [{k: row.get(k) for k in ("inputs", "expectations", "tags")}
+               for row in frame.to_dict(orient="records")]  # fmt: skip
+    for rec in records:  # MLflow adds its own tags (mlflow.user): not part of the content
+        rec["tags"] = {k: v for k, v in (rec["tags"] or {}).items() if not k.startswith("mlflow.")}
+    return from_records(records, name=name, source=f"mlflow-dataset:{name}")
+
+
+class MlflowScoring:
+    """`mlflow.genai.evaluate` on precomputed outputs, one run per model (role) and release."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+
+    def score(
+        self,
+        evalset: EvaluationSet,
+        scorers: Sequence[ScorerSpec],
+        outputs: Sequence[str],
+        role: str,
+        tags: Mapping[str, str],
+    ) -> tuple[RowScores, str | None]:
+        mlflow = _mlflow(self.tracking_uri)
+        data = [_eval_record(r, out) for r, out in zip(evalset.rows, outputs, strict=True)]
+        mlflow.set_experiment(experiment_id=_experiment_id(mlflow))
+        run_tags = {**tags, DIGEST_TAG: evalset.digest, "canaryflow.eval_role": role}
+        with mlflow.start_run(run_name=f"evaluation-{role}", tags=run_tags) as run:
+            result = mlflow.genai.evaluate(data=data, scorers=mlflow_scorers(scorers))
+        return read_scores(result.result_df, scorers), str(run.info.run_id)
+
+
+def _eval_record(row: EvalRow, output: str) -> dict[str, Any]:
+    return {**row.record(), "outputs": output}
+
+
+def mlflow_scorers(specs: Sequence[ScorerSpec]) -> list[Any]:
+    """One MLflow scorer per spec: the built-in RegexMatch / ResponseLength where they fit,
+    a custom `@scorer` around the same function otherwise."""
+    from mlflow.genai.scorers import RegexMatch, ResponseLength
+
+    out: list[Any] = []
+    for spec in specs:
+        if spec.kind == "regex" and spec.pattern:
+            out.append(RegexMatch(name=spec.label, pattern=spec.pattern))
+        elif spec.kind == "length":
+            out.append(ResponseLength(name=spec.label, min_length=spec.min_length,
+                                      max_length=spec.max_length, unit=spec.unit))  # fmt: skip
+        else:
+            out.append(_custom(spec))
+    return out
+
+
+def _custom(spec: ScorerSpec) -> Any:
+    from mlflow.entities import Feedback
+    from mlflow.genai.scorers import scorer
+
+    def run(inputs: Any, outputs: Any, expectations: Any) -> Feedback:
+        row = EvalRow(row_id="", messages=tuple(inputs["messages"]),
+                      expectations=dict(expectations or {}))  # fmt: skip
+        got = score_row(spec, row, outputs if isinstance(outputs, str) else str(outputs))
+        return Feedback(value=got.value, rationale=got.rationale)
+
+    return scorer(run, name=spec.label, description=f"canaryflow {spec.kind} scorer")
+
+
+def read_scores(frame: Any, specs: Sequence[ScorerSpec]) -> RowScores:
+    """Per-row values and rationales from the assessments in `EvaluationResult.result_df`
+    (built-ins' yes/no become 1.0/0.0; a scorer that raised scores 0 with its error)."""
+    scores: RowScores = {}
+    for rec in frame.to_dict(orient="records"):
+        row_id = str((rec.get("tags") or {}).get("row_id", ""))
+        found = {a.get("assessment_name"): a for a in rec.get("assessments") or []
+                 if "feedback" in a}  # fmt: skip
+        scores[row_id] = {s.label: _score(found.get(s.label)) for s in specs}
+    return scores
+
+
+def _score(assessment: Mapping[str, Any] | None) -> Score:
+    if assessment is None:
+        return Score(0.0, "no assessment recorded")
+    feedback = assessment.get("feedback") or {}
+    why = str(assessment.get("rationale") or feedback.get("error") or "")
+    return Score(_value(feedback.get("value")), why)
+
+
+def _value(value: Any) -> float:
+    if isinstance(value, str):
+        return 1.0 if value.lower() in ("yes", "true") else 0.0
+    if value is None:
+        return 0.0
+    return float(value)

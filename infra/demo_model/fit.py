@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from pydantic import BaseModel, Field, model_validator
@@ -57,6 +57,25 @@ class ModelConfig(BaseModel):
                 f"got {self.hidden_size}/{self.num_heads}; set num_heads={self.hidden_size // 64}"
             )
         return self
+
+
+def decoder_config(
+    config: ModelConfig, vocab_size: int, pad_id: int, eos_id: int
+) -> dict[str, Any]:
+    """config.json fields both demo models share: tied embeddings, float32, no BOS token."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.hidden_size * 4,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "max_position_embeddings": config.max_model_len,
+        "pad_token_id": pad_id,
+        "eos_token_id": eos_id,
+        "bos_token_id": None,
+        "tie_word_embeddings": True,
+        "dtype": "float32",
+    }
 
 
 def quiet_transformers() -> None:

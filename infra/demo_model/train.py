@@ -50,19 +50,9 @@ def _model(config: TrainConfig, vocab_size: int, pad_id: int, eos_id: int) -> to
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.hidden_size * 4,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
+        **fit.decoder_config(config, vocab_size, pad_id, eos_id),
         num_key_value_heads=config.num_heads,
         head_dim=config.hidden_size // config.num_heads,
-        max_position_embeddings=config.max_model_len,
-        pad_token_id=pad_id,
-        eos_token_id=eos_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-        dtype="float32",
     )
     return LlamaForCausalLM(cfg)
 

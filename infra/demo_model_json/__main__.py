@@ -14,11 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError as PydanticValidationError
-
-from infra.cli import add_model_flags, model_from_flags
+from infra.cli import add_model_flags, model_from_flags, run
 from infra.demo_model_json.train import JsonTrainConfig, train, write_eval_set
-from infra.errors import CanaryflowError
 
 
 def eval_path_for(out: Path) -> Path:
@@ -65,15 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    try:
-        return int(ns.run(ns))
-    except PydanticValidationError as e:
-        print(f"demo_model_json: invalid settings:\n{e}", file=sys.stderr)
-        return 2
-    except CanaryflowError as e:
-        print(f"demo_model_json: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    return run(build_parser().parse_args(argv), prog="demo_model_json")
 
 
 if __name__ == "__main__":

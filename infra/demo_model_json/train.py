@@ -74,20 +74,10 @@ def _model(config: JsonTrainConfig, vocab_size: int, pad_id: int, eos_id: int) -
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.hidden_size * 4,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
+        **fit.decoder_config(config, vocab_size, pad_id, eos_id),
         num_key_value_heads=config.num_kv_heads,
-        max_position_embeddings=config.max_model_len,
         use_sliding_window=False,
         sliding_window=None,
-        pad_token_id=pad_id,
-        eos_token_id=eos_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-        dtype="float32",
     )
     return Qwen2ForCausalLM(cfg)
 

@@ -85,16 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+def run(ns: argparse.Namespace, prog: str = "canaryflow") -> int:
+    """Run the parsed command; bad settings exit 2, a named error exits 1, both said plainly."""
     try:
         return int(ns.run(ns))
     except PydanticValidationError as e:
-        print(f"canaryflow: invalid settings:\n{e}", file=sys.stderr)
+        print(f"{prog}: invalid settings:\n{e}", file=sys.stderr)
         return 2
     except CanaryflowError as e:
-        print(f"canaryflow: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -3,101 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from serving.settings import ServingSettings
+from tests.fixtures.vllm_server import Server, serve
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-SERVING_PYTHON = Path(
-    os.environ.get("CANARYFLOW_SERVING_PYTHON", ROOT / ".venv-serving" / "bin" / "python")
-)
-API_KEY = f"cf-it-{uuid.uuid4().hex}"
-
-
-@dataclass
-class Server:
-    url: str
-    capture_dir: Path
-    log: Path
-    proc: subprocess.Popen[bytes]
-
-    def headers(self, **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {API_KEY}", **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(server: Server, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(
-                f"launcher exited {server.proc.returncode}:\n{server.log.read_text()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"server not ready in {timeout_s} s:\n{server.log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the launcher's process group (launcher + vLLM), SIGKILL if it lingers."""
-    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="module")
 def vllm_server(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if not SERVING_PYTHON.exists():
-        pytest.fail(f"{SERVING_PYTHON} missing: run `make setup`")
     work = tmp_path_factory.mktemp("vllm")
-    settings = ServingSettings(
-        model_dir=trained_model, host="127.0.0.1", port=free_port(), api_key=API_KEY,
-        variant="canary", model_version="7", capture_dir=work / "capture",
-        ready_file=work / "ready", cpu_kvcache_space_gib=1, dtype="float32",
-    )  # fmt: skip
-    env = {**os.environ, **settings.to_env(include_secrets=True), "PYTHONPATH": str(ROOT)}
-    log = work / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(SERVING_PYTHON), "-m", "serving.launcher"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    server = Server(f"http://127.0.0.1:{settings.port}", work / "capture", log, proc)
-    try:
-        wait_ready(server)
+    with serve(trained_model, work, variant="canary", model_version="7") as server:
         yield server
-    finally:
-        stop(proc)
-    assert API_KEY not in log.read_text(errors="replace"), "the API key leaked into the log"
 
 
 def chat(server: Server, prompt: str, **headers: str) -> httpx.Response:

@@ -28,6 +28,7 @@ CanaryflowError
 │   ├── ClusterUnavailableError      the Kubernetes API cannot be reached or rejects credentials
 │   ├── KubernetesForbiddenError     RBAC forbids a call (names the verb, resource, Role)
 │   ├── KubernetesNotFoundError      a namespace, Secret or CRD the target needs is absent
+│   │   └── ClusterUnsupportedError  the server lacks an API group or version the overlay needs
 │   └── QuotaExceededError           a ResourceQuota refused objects or pods
 │   (under ContainerStartError: ImagePullError, CrashLoopError, RolloutTimeoutError)
 ├── MetricSourceError                a metric source failed (unreachable, bad answer, unsupported)
@@ -41,6 +42,7 @@ CanaryflowError
 │   ├── LocustFailedError            Locust exited non-zero (log tail in the message)
 │   └── NoRequestsCompletedError     not one request got an HTTP response
 ├── ImageBuildError                  the serving image could not be built (wheelhouse, base, build)
+│   └── ImagePushError               the registry (serving.registry) refused the push
 ├── SmokeTestError                   the built image does not serve correctly; names the check
 └── TrainingError                    the demo model could not be trained as configured
 
@@ -168,6 +170,10 @@ class ImageBuildError(CanaryflowError):
     """The serving image could not be built; the message names the step and the last output."""
 
 
+class ImagePushError(ImageBuildError):
+    """The built image could not be pushed to serving.registry; nothing was deployed."""
+
+
 class SmokeTestError(CanaryflowError):
     """A smoke check against a running container failed; the message names the check."""
 
@@ -209,6 +215,10 @@ class KubernetesForbiddenError(DeployError):
 
 class KubernetesNotFoundError(DeployError):
     """A namespace, Secret or CRD (Gateway API, KServe) the target needs is absent (404)."""
+
+
+class ClusterUnsupportedError(KubernetesNotFoundError):
+    """The API server is too old or does not serve an API group the overlay needs (a CRD)."""
 
 
 class QuotaExceededError(DeployError):

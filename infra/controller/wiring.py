@@ -43,7 +43,7 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
         registry=registry,
         load=lambda model_dir: LocustStepLoad(spec, target, model_dir / GOLDEN_FILE),
         check=OfflineCheck(spec),
-        images=SmokedImages(),
+        images=SmokedImages(spec.serving.registry if spec.target == "kubernetes" else None),
         work_dir=settings.state / "releases",
         tracking_uri=uri,
     )
@@ -153,7 +153,13 @@ class OfflineCheck:
 
 
 class SmokedImages:
-    """infra/image: content-addressed build (a no-op when it exists), then the smoke test."""
+    """infra/image: content-addressed build (a no-op when it exists), then the smoke test;
+    with a `registry` (target kubernetes, serving.registry) the push, and the image the
+    Deployment gets is REGISTRY/serving@sha256:… (a refused push is ImagePushError, an
+    ImageBuildError: the candidate is rejected before anything reaches the cluster)."""
+
+    def __init__(self, registry: str | None = None) -> None:
+        self.registry = registry
 
     def build(self, model_dir: Path) -> str:
         from infra.image.build import build_image
@@ -161,4 +167,8 @@ class SmokedImages:
 
         built = build_image(model_dir)
         smoke_test(built.tag, model_dir=model_dir)
-        return built.tag
+        if self.registry is None:
+            return built.tag
+        from infra.image.push import push_image
+
+        return push_image(built.tag, self.registry).reference

@@ -35,6 +35,7 @@ CanaryflowError
 │   ├── ClusterUnavailableError      the Kubernetes API cannot be reached or rejects credentials
 │   ├── KubernetesForbiddenError     RBAC forbids a call (names the verb, resource, Role)
 │   ├── KubernetesNotFoundError      a namespace, Secret or CRD the target needs is absent
+│   │   └── ClusterUnsupportedError  the server lacks an API group or version the overlay needs
 │   └── QuotaExceededError           a ResourceQuota refused objects or pods
 │   (under ContainerStartError: ImagePullError, CrashLoopError, RolloutTimeoutError)
 ├── MetricSourceError                a metric source failed (unreachable, bad answer, unsupported)
@@ -50,6 +51,7 @@ CanaryflowError
 │   ├── NoTrafficError               no user traffic in the window and the load is disabled
 │   └── PairedWindowError            the paired window could not reach both variants directly
 ├── ImageBuildError                  the serving image could not be built (wheelhouse, base, build)
+│   └── ImagePushError               the registry (serving.registry) refused the push
 ├── SmokeTestError                   the built image does not serve correctly; names the check
 ├── TrainingError                    a candidate could not be trained (nothing registered)
 │   ├── NotEnoughTrainingDataError   too few captured user requests in the window
@@ -257,6 +259,10 @@ class ImageBuildError(CanaryflowError):
     """The serving image could not be built; the message names the step and the last output."""
 
 
+class ImagePushError(ImageBuildError):
+    """The built image could not be pushed to serving.registry; nothing was deployed."""
+
+
 class SmokeTestError(CanaryflowError):
     """A smoke check against a running container failed; the message names the check."""
 
@@ -298,6 +304,10 @@ class KubernetesForbiddenError(DeployError):
 
 class KubernetesNotFoundError(DeployError):
     """A namespace, Secret or CRD (Gateway API, KServe) the target needs is absent (404)."""
+
+
+class ClusterUnsupportedError(KubernetesNotFoundError):
+    """The API server is too old or does not serve an API group the overlay needs (a CRD)."""
 
 
 class QuotaExceededError(DeployError):

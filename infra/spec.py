@@ -114,6 +114,13 @@ class ServingSpec(_Spec):
     cpu: Cpu = Field("1", description="CPU request/limit per replica (e.g. 1, 0.5, 500m).")
     memory: Memory = Field("4Gi", description="Memory request/limit per replica (e.g. 4Gi).")
     gpus: int = Field(0, ge=0, le=8, description="GPUs per replica (gpu flavor).")
+    registry: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)?$",
+        description="Image registry the cluster's nodes pull from (host[:port][/path]); with "
+        "target kubernetes the built image is pushed there and deployed by digest. Unset: "
+        "the local tag is deployed (kind: load it into the nodes first).",
+    )
 
     @model_validator(mode="after")
     def _gpu(self) -> ServingSpec:

@@ -58,7 +58,10 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
         registry=registry,
         load=lambda model_dir: check.step_load(target, model_dir, settings.state / "evaluation"),
         check=check,
-        images=SmokedImages(spec.serving.served_model_name),
+        images=SmokedImages(
+            spec.serving.served_model_name,
+            spec.serving.registry if spec.target == "kubernetes" else None,
+        ),
         work_dir=settings.state / "releases",
         tracking_uri=uri,
     )
@@ -278,10 +281,13 @@ def _api_key(target: DeployTarget) -> str:
 
 class SmokedImages:
     """infra/image: content-addressed build (a no-op when it exists), then the smoke test
-    under the name the release serves the model as."""
+    under the name the release serves the model as; with a `registry` (target kubernetes,
+    serving.registry) the push, and the image the Deployment gets is
+    REGISTRY/serving@sha256:… (a refused push is ImagePushError, an ImageBuildError)."""
 
-    def __init__(self, served_model_name: str = "model") -> None:
+    def __init__(self, served_model_name: str = "model", registry: str | None = None) -> None:
         self.served_model_name = served_model_name
+        self.registry = registry
 
     def build(self, model_dir: Path) -> str:
         from infra.image.build import build_image
@@ -289,4 +295,8 @@ class SmokedImages:
 
         built = build_image(model_dir)
         smoke_test(built.tag, model_dir=model_dir, served_model_name=self.served_model_name)
-        return built.tag
+        if self.registry is None:
+            return built.tag
+        from infra.image.push import push_image
+
+        return push_image(built.tag, self.registry).reference

@@ -18,9 +18,14 @@ a state the same call (or reconcile) finishes:
     rollback  stable → 100 %  ·  canary → retiring  ·  route  ·  delete retiring
 
 A retiring slot is deleted only after the route no longer names it and `drain_s` passed
-(the pods' preStop sleep covers requests still in flight). Objects are server-side applied
-with field manager `canaryflow`; a rollout is watched until Ready or a classified failure
-(kubernetes_rollout.py), and a variant that cannot come up is deleted again.
+(the pods' preStop sleep covers requests still in flight), in the foreground, and a slot is
+reused only once its earlier variant's ReplicaSets and pods are gone (kubernetes_wait.py):
+a real server deletes in the background and keeps terminating pods, and those once failed a
+good model. Before the first apply the server's version and API groups are checked against
+what the overlay needs (kubernetes_preflight.py). Objects are server-side applied with
+field manager `canaryflow`; a rollout is watched until Ready or a classified failure, judged
+only by the current ReplicaSet's live pods (kubernetes_rollout.py), and a variant that
+cannot come up, or whose route cannot be written, is deleted again.
 
 Unlike the Docker target there is no process lock: Kubernetes serialises each write, and
 the release deployment runs one flow at a time (the work pool's concurrency limit).
@@ -37,13 +42,8 @@ from typing import Any, cast
 
 from infra.errors import (
     CanaryUnhealthyError,
-    ContainerStartError,
     DeployError,
-    KubernetesForbiddenError,
-    KubernetesNotFoundError,
     NoStableError,
-    QuotaExceededError,
-    RolloutTimeoutError,
     SpecError,
     TargetBusyError,
 )
@@ -64,8 +64,9 @@ from infra.targets import register_target
 from infra.targets.base import Endpoint, Role, TargetState, Variant
 from infra.targets.kubernetes_api import Cluster
 from infra.targets.kubernetes_config import KubernetesTargetConfig, load_client
-from infra.targets.kubernetes_rollout import deployment_ready, pending_reason, rollout_failure
+from infra.targets.kubernetes_preflight import check_cluster
 from infra.targets.kubernetes_view import Member, Phase, View, canary_percent, member
+from infra.targets.kubernetes_wait import Waits
 
 log = logging.getLogger("canaryflow.targets.kubernetes")
 # Deleted in this order: nothing scrapes, protects or scales a slot whose Service is gone.
@@ -99,15 +100,23 @@ class KubernetesTarget:
             )
         self._api_client = api_client
         self._cluster: Cluster | None = None
+        self.server_version: tuple[int, int] | None = None  # read before the first apply
         self._clock, self._sleep = clock, sleep
         self._on_step = on_step or (lambda _step: None)
 
     @property
     def cluster(self) -> Cluster:
         if self._cluster is None:
-            api = self._api_client or load_client(self.config)
-            self._cluster = Cluster(api, self.values.namespace, self.config.field_manager)
+            self._api_client = self._api_client or load_client(self.config)
+            self._cluster = Cluster(
+                self._api_client, self.values.namespace, self.config.field_manager
+            )
         return self._cluster
+
+    @property
+    def waits(self) -> Waits:
+        c = self.config
+        return Waits(self.cluster, self._clock, c.watch_s, c.crashloop_restarts)
 
     # -- the DeployTarget protocol ---------------------------------------------------------
 
@@ -133,16 +142,18 @@ class KubernetesTarget:
             self._retire(view.of("retiring"))
         role: Role = "stable" if view.stable is None else "canary"
         slot = view.free_slot()
+        self._preflight()
         self.cluster.require_secret(self.values.api_key_secret, self.values.api_key_secret_key)
+        self._wait_slot_free(slot)
         try:
             for doc in render_variant(self.values, variant, slot, role):
                 self.cluster.apply(doc)
             self._step(f"deploy:{role}:applied:{slot}")
             self._wait_ready(slot)
-        except (ContainerStartError, QuotaExceededError, KubernetesForbiddenError):
+            self._route(self._view())
+        except DeployError:  # whatever stopped it, no half-deployed slot stays behind
             self._abandon(slot)
             raise
-        self._route(self._view())
         self._step(f"deploy:{role}:routed")
         return self._endpoint(slot, role, variant.model_version)
 
@@ -215,7 +226,7 @@ class KubernetesTarget:
         return TargetState(
             stable=view.stable.deployed() if view.stable else None,
             canary=view.canary.deployed() if view.canary else None,
-            canary_percent=canary_percent(view, self._weights(route)),
+            canary_percent=self._live_percent(view, route),
             router_url=self._router_url() if route is not None else None,
         )
 
@@ -265,6 +276,21 @@ class KubernetesTarget:
             view = self._view()
         return view
 
+    def _preflight(self) -> None:
+        """Once per target: refuse a server that lacks what the overlay needs, before writing."""
+        if self.server_version is None:
+            _ = self.cluster  # resolves the ApiClient
+            self.server_version = check_cluster(
+                self._api_client, self.values, self.values.namespace
+            )
+
+    def _live_percent(self, view: View, route: dict[str, Any] | None) -> int:
+        """The canary's share as the route sends it. Without a route nothing reaches the
+        canary: 0 while a stable exists (reading that as 100 made reconcile roll back)."""
+        if route is None:
+            return 0 if view.stable is not None or view.canary is None else 100
+        return canary_percent(view, self._weights(route))
+
     def _weights(self, route: dict[str, Any] | None) -> dict[str, int]:
         """Backend weight per slot, read from the route's first rule."""
         if route is None:
@@ -283,7 +309,7 @@ class KubernetesTarget:
             self._apply_route({only.slot: 100})
             return
         route = self.cluster.get_custom("HTTPRoute", self.values.name)
-        percent = canary_percent(view, self._weights(route))
+        percent = self._live_percent(view, route)
         self._apply_route({stable.slot: 100 - percent, canary.slot: percent})
 
     def _apply_route(self, weights: dict[Slot, int]) -> None:
@@ -316,33 +342,18 @@ class KubernetesTarget:
         for kind in SLOT_KINDS:
             self.cluster.delete(kind, name)
 
+    def _slot_selector(self, slot: Slot) -> str:
+        return ",".join(f"{k}={v}" for k, v in selector(self.values, slot).items())
+
     def _wait_ready(self, slot: Slot) -> None:
         """Until the slot's Deployment is Ready; a classified DeployError as soon as it can't be."""
-        name = object_name(self.values, slot)
-        pods_selector = ",".join(f"{k}={v}" for k, v in selector(self.values, slot).items())
         timeout_s = self.config.resolved_ready_timeout_s(self.values)
-        deadline = self._clock() + timeout_s
-        while True:
-            deployment = self.cluster.read_deployment(name)
-            if deployment is None:
-                raise KubernetesNotFoundError(f"Deployment {name} vanished while starting")
-            pods, version = self.cluster.pods(pods_selector)
-            failure = rollout_failure(deployment, pods, self.config.crashloop_restarts)
-            if failure is not None:
-                log_text = None
-                if failure.pod and failure.container:
-                    log_text = self.cluster.pod_log(failure.pod, failure.container, True)
-                raise failure.raise_with(log_text)
-            if deployment_ready(deployment):
-                return
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise RolloutTimeoutError(
-                    f"Deployment {name} not Ready after {timeout_s:.0f} s: {pending_reason(pods)}"
-                )
-            self.cluster.wait_pod_change(
-                pods_selector, version, int(min(self.config.watch_s, remaining)) or 1
-            )
+        self.waits.ready(object_name(self.values, slot), self._slot_selector(slot), timeout_s)
+
+    def _wait_slot_free(self, slot: Slot) -> None:
+        """Until an earlier variant's Deployment, ReplicaSets and pods have left `slot`."""
+        timeout_s = self.config.resolved_slot_free_timeout_s(self.values)
+        self.waits.slot_free(object_name(self.values, slot), self._slot_selector(slot), timeout_s)
 
     def _endpoint(self, slot: Slot, phase: str, version: str) -> Endpoint:
         role: Role = "stable" if phase == "stable" else "canary"

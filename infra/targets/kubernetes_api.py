@@ -7,7 +7,10 @@
     cluster.delete("Service", "canaryflow-a")      # absent already is fine
 
 Every ApiException becomes a named DeployError (see `api_error`) whose message says which
-call failed and what to do; a connection failure is ClusterUnavailableError.
+call failed and what to do; a connection failure is ClusterUnavailableError. A real
+kube-apiserver answers a path no API group serves (a CRD not installed, autoscaling/v2 on an
+old server) with a plain-text `404 page not found` and no Status: that is
+ClusterUnsupportedError naming the group/version and what to install.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from infra.errors import (
     ClusterUnavailableError,
+    ClusterUnsupportedError,
     DeployError,
     KubernetesForbiddenError,
     KubernetesNotFoundError,
@@ -40,6 +44,19 @@ CRD_HINTS = {
     "serving.kserve.io": "install KServe (Serverless mode), or use router: httproute",
     "monitoring.coreos.com": "install the Prometheus Operator CRDs, or set "
     "service_monitor: false in the overlay",
+    "autoscaling": "autoscaling/v2 is served from Kubernetes 1.23: upgrade the cluster, or "
+    "set autoscaling.enabled: false in the overlay",
+    "policy": "policy/v1 PodDisruptionBudgets are served from Kubernetes 1.21: upgrade the cluster",
+}
+# The API group/version each kind the target writes or reads lives in.
+GROUP_VERSIONS = {
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "Service": "v1",
+    "Pod": "v1",
+    "Secret": "v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "PodDisruptionBudget": "policy/v1",
 }
 
 
@@ -58,19 +75,42 @@ CUSTOM = {
     "ServiceMonitor": Custom("monitoring.coreos.com", "v1", "servicemonitors"),
     "Gateway": Custom("gateway.networking.k8s.io", "v1", "gateways"),
 }
+GROUP_VERSIONS.update({kind: f"{c.group}/{c.version}" for kind, c in CUSTOM.items()})
+
+
+def _status(exc: ApiException) -> dict[str, Any] | None:
+    """The metav1.Status the server sent, None when the body is not one (plain text)."""
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    try:
+        found = json.loads(body or "")
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and found.get("kind") == "Status" else None
 
 
 def _status_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
+    status = _status(exc)
+    return str((status or {}).get("message") or exc.reason)
 
 
-def api_error(exc: ApiException, action: str, namespace: str) -> DeployError:
+def not_served(group_version: str, what: str) -> ClusterUnsupportedError:
+    """The error for a group/version the server does not serve, with what to install."""
+    group = group_version.split("/")[0] if "/" in group_version else ""
+    hint = CRD_HINTS.get(group, "install what serves it, or change the overlay")
+    return ClusterUnsupportedError(
+        f"{what}: the API server does not serve {group_version} ({group or 'core'} is not "
+        f"installed); {hint}"
+    )
+
+
+def api_error(
+    exc: ApiException, action: str, namespace: str, group_version: str | None = None
+) -> DeployError:
     """The named error for a failed call; `action` says what was tried ("apply Deployment/x")."""
     message = _status_message(exc)
     where = f"{action} in namespace {namespace!r}"
+    if exc.status == 404 and group_version and _status(exc) is None:
+        return not_served(group_version, where)
     if exc.status == 403 and "exceeded quota" in message:
         return QuotaExceededError(
             f"{where}: {message}. Lower the overlay's resources or replicas, or ask for a "
@@ -87,9 +127,8 @@ def api_error(exc: ApiException, action: str, namespace: str) -> DeployError:
             "kubeconfig or the service-account token"
         )
     if exc.status == 404:
-        group = next((g for g in CRD_HINTS if g in action), None)
-        if group is not None and "could not find the requested resource" in message:
-            return KubernetesNotFoundError(f"{where}: {group} is not installed; {CRD_HINTS[group]}")
+        if group_version and "could not find the requested resource" in message:
+            return not_served(group_version, where)  # the group is served, not this kind
         return KubernetesNotFoundError(
             f"{where}: {message}. Create what is missing (the namespace: kubectl create "
             f"namespace {namespace}) or fix the overlay's names"
@@ -111,11 +150,13 @@ class Cluster:
         self.policy = client.PolicyV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
-    def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, action: str, kind: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
         try:
             return fn(*args, **kwargs)
         except ApiException as exc:
-            raise api_error(exc, action, self.namespace) from exc
+            raise api_error(exc, action, self.namespace, GROUP_VERSIONS.get(kind)) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterUnavailableError(
                 f"{action}: the API server does not answer ({exc}); check the kubeconfig "
@@ -147,9 +188,10 @@ class Cluster:
             c = CUSTOM[kind]
             fn = self.custom.patch_namespaced_custom_object
             return self._call(
-                action, fn, c.group, c.version, self.namespace, c.plural, name, doc, **opts
+                action, kind, fn, c.group, c.version, self.namespace, c.plural, name, doc, **opts
             )
-        return self._call(action, self._typed(kind, "patch"), name, self.namespace, doc, **opts)
+        patch = self._typed(kind, "patch")
+        return self._call(action, kind, patch, name, self.namespace, doc, **opts)
 
     def relabel(self, kind: str, name: str, labels: dict[str, str]) -> None:
         """Merge-patch labels (a role change), leaving every applied field alone."""
@@ -158,6 +200,7 @@ class Cluster:
         action = f"relabel {kind}/{name}"
         self._call(
             action,
+            kind,
             fn,
             name,
             self.namespace,
@@ -167,15 +210,21 @@ class Cluster:
         )
 
     def delete(self, kind: str, name: str) -> None:
-        """Delete `kind/name`; one that is already gone is fine."""
+        """Delete `kind/name` in the foreground (it goes once its ReplicaSets and pods are
+        gone, instead of leaving them to linger under its name); already gone is fine."""
         action = f"delete {self._what(kind, name)}"
+        policy = {"propagation_policy": "Foreground"}
         try:
             if kind in CUSTOM:
                 c = CUSTOM[kind]
                 fn = self.custom.delete_namespaced_custom_object
-                self._call(action, fn, c.group, c.version, self.namespace, c.plural, name)
+                args = (c.group, c.version, self.namespace, c.plural, name)
+                self._call(action, kind, fn, *args, **policy)
             else:
-                self._call(action, self._typed(kind, "delete"), name, self.namespace)
+                fn = self._typed(kind, "delete")
+                self._call(action, kind, fn, name, self.namespace, **policy)
+        except ClusterUnsupportedError:
+            raise
         except KubernetesNotFoundError:
             pass
 
@@ -188,9 +237,11 @@ class Cluster:
         action = f"get {self._what(kind, name)}"
         try:
             found = self._call(
-                action, fn, c.group, c.version, namespace or self.namespace, c.plural, name
+                action, kind, fn, c.group, c.version, namespace or self.namespace, c.plural, name
             )
             return cast(dict[str, Any], found)
+        except ClusterUnsupportedError:
+            raise
         except KubernetesNotFoundError as exc:
             if "is not installed" in str(exc):
                 raise
@@ -198,35 +249,54 @@ class Cluster:
 
     def deployments(self, label_selector: str) -> list[client.V1Deployment]:
         fn = self.apps.list_namespaced_deployment
-        found = self._call("list deployments", fn, self.namespace, label_selector=label_selector)
+        found = self._call(
+            "list deployments", "Deployment", fn, self.namespace, label_selector=label_selector
+        )
         return list(found.items)
+
+    def replica_sets(self, label_selector: str) -> tuple[list[client.V1ReplicaSet], str]:
+        """The ReplicaSets matching `label_selector` and the list's resourceVersion."""
+        fn = self.apps.list_namespaced_replica_set
+        found = self._call(
+            "list replicasets", "ReplicaSet", fn, self.namespace, label_selector=label_selector
+        )
+        return list(found.items), str(found.metadata.resource_version or "")
 
     def read_deployment(self, name: str) -> client.V1Deployment | None:
         try:
             fn = self.apps.read_namespaced_deployment
-            return self._call(f"read Deployment/{name}", fn, name, self.namespace)
+            return self._call(f"read Deployment/{name}", "Deployment", fn, name, self.namespace)
         except KubernetesNotFoundError:
             return None
 
     def pods(self, label_selector: str) -> tuple[list[client.V1Pod], str]:
         """The pods matching `label_selector` and the list's resourceVersion (to watch from)."""
         fn = self.core.list_namespaced_pod
-        found = self._call("list pods", fn, self.namespace, label_selector=label_selector)
+        found = self._call("list pods", "Pod", fn, self.namespace, label_selector=label_selector)
         return list(found.items), str(found.metadata.resource_version or "")
 
-    def wait_pod_change(self, label_selector: str, since: str, timeout_s: int) -> None:
-        """Block until a matching pod changes after resourceVersion `since`, or `timeout_s`."""
+    def wait_change(self, plural: str, since: str, timeout_s: int, **selectors: str) -> None:
+        """Block until a matching object of `plural` (pods, replicasets, deployments) changes
+        after resourceVersion `since`, or `timeout_s` passes.
+
+        `selectors`: label_selector and/or field_selector ("metadata.name=x").
+        """
+        lists = {
+            "pods": self.core.list_namespaced_pod,
+            "replicasets": self.apps.list_namespaced_replica_set,
+            "deployments": self.apps.list_namespaced_deployment,
+        }
         w = watch.Watch()
-        kwargs: dict[str, Any] = {"label_selector": label_selector, "timeout_seconds": timeout_s}
+        kwargs: dict[str, Any] = {**selectors, "timeout_seconds": timeout_s}
         if since:
             kwargs["resource_version"] = since
         try:
-            for _event in w.stream(self.core.list_namespaced_pod, self.namespace, **kwargs):
+            for _event in w.stream(lists[plural], self.namespace, **kwargs):
                 w.stop()
                 break
         except ApiException as exc:
             if exc.status != 410:  # 410 Gone: our version is too old; the caller re-lists
-                raise api_error(exc, "watch pods", self.namespace) from exc
+                raise api_error(exc, f"watch {plural}", self.namespace) from exc
 
     def pod_log(self, pod: str, container: str, previous: bool, lines: int = 30) -> str:
         """The last `lines` of a container's log (its previous run if `previous`)."""
@@ -253,7 +323,11 @@ class Cluster:
         )
         try:
             secret = self._call(
-                f"read Secret/{name}", self.core.read_namespaced_secret, name, self.namespace
+                f"read Secret/{name}",
+                "Secret",
+                self.core.read_namespaced_secret,
+                name,
+                self.namespace,
             )
         except KubernetesNotFoundError as exc:
             raise KubernetesNotFoundError(

@@ -44,6 +44,12 @@ class KubernetesTargetConfig(BaseSettings):
     crashloop_restarts: int = Field(
         2, ge=1, description="Restarts in CrashLoopBackOff after which a deploy fails."
     )
+    slot_free_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Wait for a removed variant's pods to terminate before reusing its slot; "
+        "unset: the overlay's termination_grace_s + 60.",
+    )
     drain_s: float = Field(
         10, ge=0, description="Wait after a backend leaves the route before its pods are removed."
     )
@@ -56,6 +62,9 @@ class KubernetesTargetConfig(BaseSettings):
 
     def resolved_ready_timeout_s(self, values: K8sValues) -> float:
         return self.ready_timeout_s or values.progress_deadline_s + 60.0
+
+    def resolved_slot_free_timeout_s(self, values: K8sValues) -> float:
+        return self.slot_free_timeout_s or values.termination_grace_s + 60.0
 
 
 def _overlay_ref(overlay: str) -> str | Path:

@@ -4,7 +4,8 @@
     cluster.add_secret("canaryflow-api-key", {"api-key": "s3cret"})
     cluster.behave("reg/serving:v2", "crashloop")             # pods of that image crash
     cluster.fail("PATCH", "httproutes", 403, "...forbidden...")  # the next such call is refused
-    target = KubernetesTarget(config, api_client=cluster.api_client())
+    cluster.uninstall("gateway.networking.k8s.io")            # that API group is not served
+    target = KubernetesTarget(config, api_client=cluster.api_client(), clock=cluster.clock)
     cluster.requests                                          # every call: method, path, query,
                                                               # content type, body
 
@@ -12,8 +13,13 @@ Everything above the socket is the real client: its typed APIs build the paths, 
 strings and bodies, and deserialize the JSON answered here, so the tests check what a real
 API server would receive (server-side apply bodies and field manager included). The fake
 stores objects by resource path, applies (whole-object, like a single field manager),
-merge-patches, deletes, lists by label selector, and plays Deployments' rollouts
-(kubernetes_fake_pods.py); a watch is where time passes: one tick per watch request.
+merge-patches, deletes (background or foreground), lists and watches by label and field
+selector, serves discovery (/version, /apis) and answers a path no API group serves with
+kube-apiserver's plain-text `404 page not found`. Its controllers
+(kubernetes_fake_controllers.py) play Deployments → ReplicaSets → pods with a real server's
+timing: lingering ReplicaSets and terminating pods after a delete, Deployment status one
+tick behind the pods. A watch is where time passes: one tick per watch request, and
+`clock()` moves 1 s for a watch that saw events, its whole timeout for one that saw none.
 """
 
 from __future__ import annotations
@@ -22,118 +28,54 @@ import base64
 import copy
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from infra.targets.kubernetes_fake_pods import Behaviour, simulate
+from infra.targets.kubernetes_fake_controllers import ControlPlane
+from infra.targets.kubernetes_fake_pods import Behaviour
+from infra.targets.kubernetes_fake_wire import (
+    FakeResponse,
+    Request,
+    _Rest,
+    field_matches,
+    matches,
+    merge_patch,
+)
 
 PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)"
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)"
     r"/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>log|status))?$"
 )
-LIST_KINDS = {"deployments": "DeploymentList", "pods": "PodList", "services": "ServiceList"}
-BUILTIN = {"apps", "autoscaling", "policy", None}
-NOT_INSTALLED = "the server could not find the requested resource"
+DISCOVERY = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/?$")
+LIST_KINDS = {"deployments": "DeploymentList", "pods": "PodList", "services": "ServiceList",
+              "replicasets": "ReplicaSetList"}  # fmt: skip
+NOT_SERVED = "the server could not find the requested resource"
+# What a current cluster with the Gateway API and the Prometheus Operator serves.
+SERVED = {
+    "v1": ["pods", "pods/log", "services", "secrets"],
+    "apps/v1": ["deployments", "replicasets"],
+    "autoscaling/v2": ["horizontalpodautoscalers"],
+    "policy/v1": ["poddisruptionbudgets"],
+    "gateway.networking.k8s.io/v1": ["httproutes", "gateways"],
+    "monitoring.coreos.com/v1": ["servicemonitors"],
+}
 
 
-@dataclass(frozen=True)
-class Request:
-    """One call as the API server saw it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    content_type: str
-    body: Any
-
-
-class FakeResponse:
-    """What urllib3 would hand the client: status, headers, bytes; or a watch stream."""
-
-    def __init__(self, status: int, body: Any, lines: list[bytes] | None = None) -> None:
-        self.status = status
-        self.reason = {200: "OK", 201: "Created"}.get(status, _status_reason(status))
-        self.data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self._lines = lines or []
-
-    def getheaders(self) -> dict[str, str]:
-        return {"content-type": "application/json"}
-
-    def getheader(self, name: str, default: str | None = None) -> str | None:
-        return self.getheaders().get(name.lower(), default)
-
-    def stream(self, amt: Any = None, decode_content: bool = False) -> Any:
-        yield from self._lines
-
-    def close(self) -> None: ...
-
-    def release_conn(self) -> None: ...
-
-
-def _status_reason(code: int) -> str:
-    reasons = {
-        400: "BadRequest",
-        403: "Forbidden",
-        404: "NotFound",
-        409: "Conflict",
-        410: "Gone",
-        415: "UnsupportedMediaType",
-        422: "Invalid",
-    }
-    return reasons.get(code, "Error")
-
-
-def status_body(code: int, message: str) -> dict[str, Any]:
-    """A metav1.Status, as the API server sends with every error."""
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": _status_reason(code),
-        "code": code,
-    }
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def matches(labels: dict[str, str], label_selector: str) -> bool:
-    """Equality-based selectors only (k=v,k2=v2), which is all the target uses."""
-    wanted = [part.split("=", 1) for part in label_selector.split(",") if part]
-    return all(labels.get(k) == v for k, v in wanted)
-
-
-class FakeCluster:
+class FakeCluster(ControlPlane):
     """An in-memory API server for one namespace (see the module docstring)."""
 
-    def __init__(self, namespace: str = "canaryflow", ready_after: int = 1) -> None:
-        self.namespace = namespace
-        self.ready_after = ready_after
-        self.installed = {"gateway.networking.k8s.io", "monitoring.coreos.com"}
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.pods: dict[str, dict[str, Any]] = {}
-        self.ticks: dict[str, int] = {}
-        self.behaviours: dict[str, Behaviour] = {}
+    def __init__(
+        self, namespace: str = "canaryflow", ready_after: int = 1, git_version: str = "v1.30.2"
+    ) -> None:
+        super().__init__(namespace, ready_after)
+        self.git_version = git_version
+        self.served: dict[str, list[str]] = copy.deepcopy(SERVED)
         self.logs: dict[str, str] = {}
         self.requests: list[Request] = []
         self.faults: list[tuple[str, str, int, str]] = []
-        self.version = 100
+        self.seconds = 0.0
 
     # -- setting the scene -----------------------------------------------------------------
 
@@ -143,21 +85,23 @@ class FakeCluster:
         api.rest_client = _Rest(self)
         return api
 
+    def clock(self) -> float:
+        """Seconds the fake's watches have taken (pass as the target's clock)."""
+        return self.seconds
+
+    def uninstall(self, group: str) -> None:
+        """Stop serving every version of API group `group` (its CRDs are not installed)."""
+        for gv in [gv for gv in self.served if gv.split("/")[0] == group and "/" in gv]:
+            del self.served[gv]
+
     def add_secret(self, name: str, data: dict[str, str]) -> None:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-        self._store(
-            "secrets",
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {"name": name},
-                "data": encoded,
-            },
-        )
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                  "metadata": {"name": name}, "data": encoded}  # fmt: skip
+        self.store("secrets", secret)
 
     def add_gateway(self, name: str, address: str) -> None:
-        self._store(
+        self.store(
             "gateways",
             {
                 "apiVersion": "gateway.networking.k8s.io/v1",
@@ -178,19 +122,22 @@ class FakeCluster:
         """The next `method` on `plural` answers `status` with `message` (once)."""
         self.faults.append((method, plural, status, message))
 
-    def advance(self, ticks: int = 1) -> None:
-        """Let time pass for every rollout."""
-        for name in self.ticks:
-            self.ticks[name] += ticks
-        self._settle()
-
     # -- reading the outcome ---------------------------------------------------------------
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((plural, name))
 
     def names(self, plural: str) -> list[str]:
+        if plural == "pods":
+            return sorted(self.pods)
         return sorted(n for p, n in self.objects if p == plural)
+
+    def live(self, plural: str) -> list[str]:
+        """Names of `plural` objects not being deleted (foreground deletion keeps them listed)."""
+        found = self.pods.values() if plural == "pods" else self.of_kind(plural)
+        return sorted(
+            o["metadata"]["name"] for o in found if "deletionTimestamp" not in o["metadata"]
+        )
 
     def calls(self, method: str | None = None, contains: str = "") -> list[Request]:
         return [
@@ -210,38 +157,68 @@ class FakeCluster:
     ) -> FakeResponse:
         path = urlsplit(url).path
         self.requests.append(Request(method, path, query, headers.get("Content-Type", ""), body))
+        if method == "GET" and (found := self._discovery(path)) is not None:
+            return found
         m = PATH.match(path)
         if m is None:
-            return FakeResponse(404, status_body(404, NOT_INSTALLED))
-        group, plural, name, sub = m["group"], m["plural"], m["name"], m["sub"]
+            return FakeResponse.page_not_found()
+        gv = "v1" if m["core"] else f"{m['group']}/{m['version']}"
+        plural, name, sub = m["plural"], m["name"], m["sub"]
+        if gv not in self.served:  # kube-apiserver's mux: no handler, no Status body
+            return FakeResponse.page_not_found()
         for fault in self.faults:
             if fault[0] == method and fault[1] == plural:
                 self.faults.remove(fault)
-                return FakeResponse(fault[2], status_body(fault[2], fault[3]))
-        if group not in BUILTIN and group not in self.installed:
-            return FakeResponse(404, status_body(404, NOT_INSTALLED))
+                return FakeResponse.error(fault[2], fault[3])
+        if plural not in self.served[gv]:
+            return FakeResponse.error(404, NOT_SERVED)
         if m["ns"] != self.namespace:
-            return FakeResponse(404, status_body(404, f'namespaces "{m["ns"]}" not found'))
-        self._settle()
+            return FakeResponse.error(404, f'namespaces "{m["ns"]}" not found')
+        self.settle()
         if method == "GET" and name is None:
             return self._list(plural, query)
         if method == "GET" and sub == "log":
             return self._log(name, query)
         if method == "PATCH":
             return self._patch(plural, name, query, headers.get("Content-Type", ""), body)
-        existing = self.objects.get((plural, name))
+        existing = self.pods.get(name) if plural == "pods" else self.objects.get((plural, name))
         if existing is None:
-            noun = plural if group in (None, "") else f"{plural}.{group}"
-            return FakeResponse(404, status_body(404, f'{noun} "{name}" not found'))
+            noun = plural if m["core"] else f"{plural}.{m['group']}"
+            return FakeResponse.error(404, f'{noun} "{name}" not found')
         if method == "GET":
             return FakeResponse(200, existing)
         if method == "DELETE":
-            del self.objects[(plural, name)]
-            if plural == "deployments":
-                self.ticks.pop(name, None)
-            self._settle()
-            return FakeResponse(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
-        return FakeResponse(405, status_body(405, f"{method} not supported by the fake"))
+            return self._delete(plural, name, query, body)
+        return FakeResponse.error(405, f"{method} not supported by the fake")
+
+    def _discovery(self, path: str) -> FakeResponse | None:
+        path = path.rstrip("/") or "/"
+        if path == "/version":
+            major, minor = self.git_version.lstrip("v").split(".")[:2]
+            info = {"major": major, "minor": minor, "gitVersion": self.git_version,
+                    "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate":
+                    "2026-11-01T00:00:00Z", "goVersion": "go1.22", "compiler": "gc",
+                    "platform": "linux/amd64"}  # fmt: skip
+            return FakeResponse(200, info)
+        if path == "/apis":
+            groups: dict[str, list[str]] = {}
+            for gv in (gv for gv in self.served if "/" in gv):
+                groups.setdefault(gv.split("/")[0], []).append(gv)
+            listed = [_group(name, versions) for name, versions in groups.items()]
+            return FakeResponse(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": listed})
+        m = DISCOVERY.match(path)
+        if m is None:
+            return None
+        gv = f"{m['group']}/{m['version']}"
+        if gv not in self.served:
+            return FakeResponse.page_not_found()
+        verbs = ["get", "list", "watch", "patch", "delete"]
+        resources = [
+            {"name": r, "singularName": "", "namespaced": True, "kind": "", "verbs": verbs}
+            for r in self.served[gv]
+        ]
+        body = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv}
+        return FakeResponse(200, {**body, "resources": resources})
 
     def _patch(
         self, plural: str, name: str, query: dict[str, str], content_type: str, body: Any
@@ -249,49 +226,66 @@ class FakeCluster:
         existing = self.objects.get((plural, name))
         if content_type == "application/apply-patch+yaml":
             if not query.get("fieldManager"):
-                return FakeResponse(400, status_body(400, "fieldManager is required for apply"))
+                return FakeResponse.error(400, "fieldManager is required for apply")
             if body["metadata"]["name"] != name:
-                return FakeResponse(400, status_body(400, "the name of the object does not match"))
+                return FakeResponse.error(400, "the name of the object does not match")
             new = copy.deepcopy(body)
-            if existing is not None and "status" in existing:
-                new["status"] = existing["status"]
+            if existing is not None:
+                for key in ("status",):
+                    if key in existing:
+                        new[key] = existing[key]
+                for key in ("uid", "deletionTimestamp", "finalizers"):
+                    if key in existing["metadata"]:
+                        new["metadata"][key] = existing["metadata"][key]
             new.setdefault("metadata", {})["managedFields"] = [
                 {"manager": query["fieldManager"], "operation": "Apply"}
             ]
         elif content_type == "application/merge-patch+json":
             if existing is None:
-                return FakeResponse(404, status_body(404, f'{plural} "{name}" not found'))
+                return FakeResponse.error(404, f'{plural} "{name}" not found')
             new = merge_patch(existing, body)
         else:
-            return FakeResponse(415, status_body(415, f"unsupported patch type {content_type}"))
+            return FakeResponse.error(415, f"unsupported patch type {content_type}")
         spec_changed = existing is None or existing.get("spec") != new.get("spec")
         generation = (existing or {}).get("metadata", {}).get("generation", 0)
         new["metadata"]["generation"] = generation + 1 if spec_changed else generation
         new["metadata"]["namespace"] = self.namespace
-        if plural == "deployments" and spec_changed:
-            self.ticks[name] = 0
-        self._store(plural, new)
-        self._settle()
+        self.store(plural, new)
+        self.settle()
         return FakeResponse(200, self.objects[(plural, name)])
 
+    def _delete(self, plural: str, name: str, query: dict[str, str], body: Any) -> FakeResponse:
+        propagation = query.get("propagationPolicy") or (body or {}).get("propagationPolicy")
+        if plural == "deployments":
+            obj = self.delete_deployment(name, propagation or "Background")
+            gone = ("deployments", name) not in self.objects
+            return FakeResponse(200 if gone else 202, obj)
+        if plural == "pods":
+            self.terminate(name)
+            return FakeResponse(200, self.pods[name])
+        obj = self.objects[(plural, name)]
+        self.remove(plural, name)
+        return FakeResponse(200, obj)
+
     def _list(self, plural: str, query: dict[str, str]) -> FakeResponse:
-        selector = query.get("labelSelector", "")
-        source = (
-            self.pods.values()
-            if plural == "pods"
-            else (o for (p, _), o in self.objects.items() if p == plural)
-        )
-        items = [o for o in source if matches(o["metadata"].get("labels") or {}, selector)]
+        labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
+
+        def wanted(o: dict[str, Any]) -> bool:
+            return matches(o["metadata"].get("labels") or {}, labels) and field_matches(o, fields)
+
         if query.get("watch", "").lower() == "true":
             since = int(query.get("resourceVersion") or 0)
             self.advance()
+            changed = [("MODIFIED", o) for o in self.of_kind(plural)]
+            changed += [("DELETED", o) for p, o in self.tombstones if p == plural]
             events = [
-                json.dumps({"type": "MODIFIED", "object": p}).encode() + b"\n"
-                for p in self.pods.values()
-                if int(p["metadata"]["resourceVersion"]) > since
-                and matches(p["metadata"]["labels"], selector)
+                json.dumps({"type": kind, "object": o}).encode() + b"\n"
+                for kind, o in changed
+                if int(o["metadata"]["resourceVersion"]) > since and wanted(o)
             ]
+            self.seconds += 1.0 if events else float(query.get("timeoutSeconds") or 1)
             return FakeResponse(200, b"", lines=events)
+        items = [o for o in self.of_kind(plural) if wanted(o)]
         kind = LIST_KINDS.get(plural, "List")
         meta = {"resourceVersion": str(self.version)}
         return FakeResponse(
@@ -301,69 +295,14 @@ class FakeCluster:
     def _log(self, name: str, query: dict[str, str]) -> FakeResponse:
         pod = self.pods.get(name)
         if pod is None:
-            return FakeResponse(404, status_body(404, f'pods "{name}" not found'))
+            return FakeResponse.error(404, f'pods "{name}" not found')
         image = pod["spec"]["containers"][0]["image"]
         text = self.logs.get(image, "INFO loading model\nERROR model failed to load")
         lines = text.splitlines()[-int(query.get("tailLines", "30")) :]
         return FakeResponse(200, ("\n".join(lines) + "\n").encode())
 
-    def _store(self, plural: str, obj: dict[str, Any]) -> None:
-        self.version += 1
-        obj["metadata"]["resourceVersion"] = str(self.version)
-        obj["metadata"].setdefault("namespace", self.namespace)
-        obj["metadata"].setdefault("uid", f"uid-{plural}-{obj['metadata']['name']}")
-        self.objects[(plural, obj["metadata"]["name"])] = obj
 
-    def _settle(self) -> None:
-        """Recompute every Deployment's status and pods for its current tick."""
-        pods: dict[str, dict[str, Any]] = {}
-        for (plural, name), d in self.objects.items():
-            if plural != "deployments":
-                continue
-            image = d["spec"]["template"]["spec"]["containers"][0]["image"]
-            status, new_pods = simulate(
-                d, self.behaviours.get(image, "ready"), self.ticks.get(name, 0), self.ready_after
-            )
-            d["status"] = status
-            for pod in new_pods:
-                old = self.pods.get(pod["metadata"]["name"])
-                if old is not None and old["status"] == pod["status"]:
-                    pod["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-                else:
-                    self.version += 1
-                    pod["metadata"]["resourceVersion"] = str(self.version)
-                pods[pod["metadata"]["name"]] = pod
-        self.pods = pods
-
-
-class _Rest:
-    """Stands in for kubernetes.client.rest.RESTClientObject: same request() contract."""
-
-    def __init__(self, cluster: FakeCluster) -> None:
-        self.cluster = cluster
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        query_params: Any = None,
-        headers: Any = None,
-        body: Any = None,
-        post_params: Any = None,
-        _preload_content: bool = True,
-        _request_timeout: Any = None,
-    ) -> FakeResponse:
-        query = dict(parse_qsl(urlsplit(url).query))
-        query.update({k: str(v) for k, v in (query_params or [])})
-        headers = dict(headers or {})
-        headers.setdefault("Content-Type", "application/json")
-        wire = None if body is None else json.loads(json.dumps(body))  # what would be sent
-        response = self.cluster.handle(method, url, query, headers, wire)
-        if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=response)
-        return response
-
-    def __getattr__(self, method: str) -> Any:
-        if method not in ("GET", "HEAD", "DELETE", "POST", "PUT", "PATCH", "OPTIONS"):
-            raise AttributeError(method)
-        return lambda url, **kw: self.request(method, url, **kw)
+def _group(name: str, group_versions: list[str]) -> dict[str, Any]:
+    """An APIGroup of discovery: its served versions, the first preferred."""
+    versions = [{"groupVersion": gv, "version": gv.split("/")[1]} for gv in group_versions]
+    return {"name": name, "versions": versions, "preferredVersion": versions[0]}

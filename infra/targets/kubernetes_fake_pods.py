@@ -1,10 +1,12 @@
-"""What the fake cluster's controllers and kubelet make of a Deployment, per behaviour.
+"""What the fake cluster's kubelet makes of a ReplicaSet's pods, per behaviour.
 
-    simulate(deployment, behaviour="crashloop", ticks=3, log="...")  # -> (status, pods)
+    pod_status(replica_set["spec"]["template"], "crashloop", ticks=3, ready_after=1)
+    deployment_status(deployment, "crashloop", ticks=2)   # what the controller reports
 
-A *tick* is time passing (the fake advances one per watch request). The shapes are those a
-real API server returns (Deployment conditions, pod container states), so the target reads
-them exactly as it reads a cluster:
+A *tick* is time passing (the fake advances one per watch request); the controllers that
+create ReplicaSets and pods and delete them again are in kubernetes_fake_controllers.py.
+The shapes are those a real API server returns (Deployment conditions, pod container
+states), so the target reads them exactly as it reads a cluster:
 
     ready          ContainerCreating, then Running + Ready after `ready_after` ticks
     slow           ContainerCreating forever, no deadline reported (the target's own timeout)
@@ -89,13 +91,11 @@ def container_status(behaviour: Behaviour, image: str, ticks: int, ready_after: 
     return None
 
 
-def _pod(
-    deployment: dict[str, Any], index: int, behaviour: Behaviour, ticks: int, ready_after: int
+def pod_status(
+    template: dict[str, Any], behaviour: Behaviour, ticks: int, ready_after: int
 ) -> dict[str, Any]:
-    template = deployment["spec"]["template"]
+    """The status of one pod of `template` after `ticks` of `behaviour`."""
     image = template["spec"]["containers"][0]["image"]
-    gen = deployment["metadata"].get("generation", 1)
-    name = f"{deployment['metadata']['name']}-{gen}x{index}"
     cs = container_status(behaviour, image, ticks, ready_after)
     conditions = [_cond("PodScheduled", "True", "")]
     phase = "Running" if cs is not None and cs["state"].get("running") else "Pending"
@@ -106,23 +106,34 @@ def _pod(
         status["containerStatuses"] = [cs]
         if behaviour in ("crashloop", "oom"):
             status["phase"] = "Running"
+    return status
+
+
+def new_pod(replica_set: dict[str, Any], name: str, uid: str) -> dict[str, Any]:
+    """A pod the ReplicaSet controller creates: the RS's template, owned by the RS."""
+    template = replica_set["spec"]["template"]
+    rs_meta = replica_set["metadata"]
+    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_meta["name"],
+             "uid": rs_meta["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
-            "namespace": deployment["metadata"]["namespace"],
+            "uid": uid,
+            "namespace": rs_meta["namespace"],
             "labels": copy.deepcopy(template["metadata"]["labels"]),
+            "ownerReferences": [owner],
         },
         "spec": copy.deepcopy(template["spec"]),
-        "status": status,
+        "status": {"phase": "Pending"},
     }
 
 
-def simulate(
+def deployment_status(
     deployment: dict[str, Any], behaviour: Behaviour, ticks: int, ready_after: int = 1
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The Deployment's status and its pods after `ticks` of `behaviour`."""
+) -> dict[str, Any]:
+    """The Deployment's status once the controller has seen `ticks` of its pods' `behaviour`."""
     want = deployment["spec"].get("replicas", 1)
     generation = deployment["metadata"].get("generation", 1)
     status: dict[str, Any] = {
@@ -140,8 +151,7 @@ def simulate(
                 _cond("ReplicaFailure", "True", "FailedCreate", message),
             ],
         )
-        return status, []
-    pods = [_pod(deployment, i, behaviour, ticks, ready_after) for i in range(want)]
+        return status
     ready = behaviour == "ready" and ticks >= ready_after
     if ready:
         status.update(
@@ -152,7 +162,7 @@ def simulate(
                 _cond("Progressing", "True", "NewReplicaSetAvailable"),
             ],
         )
-        return status, pods
+        return status
     progressing = _cond("Progressing", "True", "ReplicaSetUpdated")
     if behaviour == "unschedulable" and ticks >= DEADLINE_TICKS:
         progressing = _cond(
@@ -165,4 +175,4 @@ def simulate(
         unavailableReplicas=want,
         conditions=[_cond("Available", "False", "MinimumReplicasUnavailable"), progressing],
     )
-    return status, pods
+    return status

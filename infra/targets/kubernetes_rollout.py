@@ -3,6 +3,13 @@
     if failure := rollout_failure(deployment, pods, crashloop_restarts=2): raise failure(...)
     deployment_ready(deployment)        # every wanted replica updated and Ready
     pending_reason(pods)                # "0/3 nodes are available: 3 Insufficient nvidia.com/gpu"
+    rs = current_replica_set(deployment, replica_sets)   # the one its current template made
+    current_pods(rs, pods)              # that ReplicaSet's pods that are not terminating
+
+A rollout is judged only by the pods of the Deployment's *current* ReplicaSet (owned by the
+Deployment's uid, same template, matched by owner reference) that are not terminating: a
+real server lets the ReplicaSets and terminating pods of a Deployment deleted under the
+same name linger, and judging by labels alone failed a good model on its predecessor's pods.
 
 Pure functions over the client's models (V1Deployment, V1Pod), so the fake and a real
 cluster are read the same way. Failures are classified, never guessed from a timeout alone:
@@ -17,6 +24,7 @@ cluster are read the same way. Failures are classified, never guessed from a tim
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +40,7 @@ from infra.errors import (
     RolloutTimeoutError,
 )
 
+HASH_LABEL = "pod-template-hash"
 IMAGE_PULL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 
 
@@ -47,6 +56,45 @@ class Failure:
     def raise_with(self, log: str | None) -> DeployError:
         text = self.message if not log else f"{self.message}\nlast log lines:\n{log}"
         return self.error(text)
+
+
+@functools.cache
+def _serializer() -> client.ApiClient:
+    return client.ApiClient()
+
+
+def _controlled_by(obj: Any, uid: str | None) -> bool:
+    refs = obj.metadata.owner_references or []
+    return uid is not None and any(r.uid == uid and r.controller for r in refs)
+
+
+def _template(template: Any) -> Any:
+    """A pod template as plain data, without the controller's pod-template-hash label."""
+    data = _serializer().sanitize_for_serialization(template)
+    (data.get("metadata") or {}).get("labels", {}).pop(HASH_LABEL, None)
+    return data
+
+
+def current_replica_set(
+    d: client.V1Deployment, replica_sets: Sequence[client.V1ReplicaSet]
+) -> client.V1ReplicaSet | None:
+    """The ReplicaSet `d`'s controller made for its current template; None until it exists."""
+    want = _template(d.spec.template)
+    for rs in replica_sets:
+        live = rs.metadata.deletion_timestamp is None and _controlled_by(rs, d.metadata.uid)
+        if live and _template(rs.spec.template) == want:
+            return rs
+    return None
+
+
+def current_pods(
+    rs: client.V1ReplicaSet | None, pods: Sequence[client.V1Pod]
+) -> list[client.V1Pod]:
+    """`rs`'s pods that are not terminating (none while `rs` does not exist yet)."""
+    if rs is None:
+        return []
+    uid = rs.metadata.uid
+    return [p for p in pods if p.metadata.deletion_timestamp is None and _controlled_by(p, uid)]
 
 
 def _conditions(d: client.V1Deployment) -> dict[str, Any]:

@@ -82,7 +82,10 @@ class View:
 
 
 def member(deployment: Any) -> Member | None:
-    """The member a listed Deployment is; None if its labels are not one of ours."""
+    """The member a listed Deployment is; None if its labels are not one of ours, or it is
+    being deleted (foreground deletion keeps it listed until its pods are gone)."""
+    if deployment.metadata.deletion_timestamp is not None:
+        return None
     labels = deployment.metadata.labels or {}
     slot, phase = labels.get(SLOT_LABEL), labels.get(ROLE_LABEL)
     if slot not in SLOTS or phase not in ("stable", "canary", "retiring"):

@@ -282,3 +282,13 @@ def test_cli_output_passes_the_kubernetes_validate_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "passed for resource deployment/canaryflow-b" in result.stdout + result.stderr
+
+
+def test_a_pushed_image_is_pinned_by_digest_in_the_deployment() -> None:
+    pinned = f"127.0.0.1:5000/canaryflow/serving@sha256:{'ab' * 32}"
+    variant = Variant("stable", pinned, "tiny-chat", "1", "r1")
+    docs = render_release(load_overlay("cpu"), variant)
+    (container,) = pod_spec(docs)["containers"]
+    assert container["image"] == pinned
+    assert by_kind(docs, "Deployment")["metadata"]["annotations"]["canaryflow.io/image"] == pinned
+    assert validate_all(docs) == len(docs)

@@ -122,8 +122,10 @@ def test_rollout_is_watched_from_the_listed_resource_version(cluster: FakeCluste
     watches = [r for r in cluster.calls("GET", "/pods") if r.query.get("watch") == "True"]
     assert lists
     assert watches
-    assert watches[0].query["labelSelector"] == (
-        "app.kubernetes.io/instance=canaryflow,canaryflow.io/slot=a"
+    rs = cluster.live("replicasets")[0]
+    assert watches[0].query["labelSelector"] == (  # only the current ReplicaSet's pods
+        "app.kubernetes.io/instance=canaryflow,canaryflow.io/slot=a,"
+        f"pod-template-hash={rs.removeprefix('canaryflow-a-')}"
     )
     assert watches[0].query["resourceVersion"]
     assert int(watches[0].query["timeoutSeconds"]) <= 10
@@ -179,7 +181,7 @@ def test_promote_moves_traffic_then_labels_then_deletes_the_old_stable(
     assert writes[5] == ("PATCH", ROUTE)  # the route names only the new stable ...
     assert [w[1] for w in writes[6:]] == [p.replace("-b", "-a") for _, p in SLOT_B_DELETES]
     assert weights(cluster) == {"canaryflow-b": 100}
-    assert cluster.names("deployments") == ["canaryflow-b"]
+    assert cluster.live("deployments") == ["canaryflow-b"]
     state = target.status()
     assert state.settled
     assert state.stable is not None
@@ -282,7 +284,7 @@ def test_reconcile_rolls_back_an_undecided_canary(cluster: FakeCluster, tmp_path
     result = reconcile(make(cluster), registry, "tiny-chat")
     assert result.action == "rolled_back"
     assert result.after.settled
-    assert cluster.names("deployments") == ["canaryflow-a"]
+    assert cluster.live("deployments") == ["canaryflow-a"]
 
 
 def test_a_promote_killed_half_way_is_finished_by_reconcile(
@@ -308,7 +310,7 @@ def test_a_promote_killed_half_way_is_finished_by_reconcile(
     assert half.canary_percent == 100
     result = reconcile(make(cluster), registry, "tiny-chat")
     assert result.action == "promoted"
-    assert cluster.names("deployments") == ["canaryflow-b"]
+    assert cluster.live("deployments") == ["canaryflow-b"]
     assert role(cluster, "canaryflow-b") == "stable"
     assert weights(cluster) == {"canaryflow-b": 100}
 
@@ -328,7 +330,7 @@ def test_an_undecided_half_promote_is_undone(cluster: FakeCluster) -> None:
         doomed.promote()
     make(cluster).rollback()
     assert role(cluster, "canaryflow-a") == "stable"
-    assert cluster.names("deployments") == ["canaryflow-a"]
+    assert cluster.live("deployments") == ["canaryflow-a"]
     assert weights(cluster) == {"canaryflow-a": 100}
 
 

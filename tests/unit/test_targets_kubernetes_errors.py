@@ -13,6 +13,7 @@ from kubernetes import client
 
 from infra.errors import (
     ClusterUnavailableError,
+    ClusterUnsupportedError,
     CrashLoopError,
     DeployError,
     ImagePullError,
@@ -63,7 +64,7 @@ def with_stable(cluster: FakeCluster) -> KubernetesTarget:
 
 
 def assert_canary_cleaned_up(cluster: FakeCluster) -> None:
-    assert cluster.names("deployments") == ["canaryflow-a"]
+    assert cluster.live("deployments") == ["canaryflow-a"]
     assert cluster.names("services") == ["canaryflow-a"]
     route = cluster.get("httproutes", "canaryflow")
     assert route is not None
@@ -99,8 +100,10 @@ def test_image_pull_failure_is_reported_at_once_with_the_registry_message(
     cluster.behave(IMAGE, "imagepull")
     with pytest.raises(ImagePullError, match=r"ErrImagePull.*not found.*image_pull_secrets"):
         target.deploy(variant("2"))
-    slot_b = [r for r in cluster.calls("GET", "/pods") if "slot=b" in r.query["labelSelector"]]
-    assert len(slot_b) == 1  # failed on the first look: no waiting for a deadline
+    rollout = [
+        r for r in cluster.calls("GET", "/pods") if "slot=b,pod-" in r.query["labelSelector"]
+    ]
+    assert len(rollout) == 1  # failed on the first look: no waiting for a deadline
     assert_canary_cleaned_up(cluster)
 
 
@@ -168,11 +171,13 @@ def test_missing_namespace(cluster: FakeCluster) -> None:
 
 
 def test_missing_gateway_api_crds_say_what_to_install(cluster: FakeCluster) -> None:
-    cluster.installed.discard("gateway.networking.k8s.io")
+    cluster.uninstall("gateway.networking.k8s.io")
     with pytest.raises(
-        KubernetesNotFoundError, match=r"gateway.networking.k8s.io is not installed"
+        ClusterUnsupportedError,
+        match=r"gateway.networking.k8s.io/v1 \(router: httproute\): install the Gateway API CRDs",
     ):
         with_stable(cluster)
+    assert cluster.writes() == []  # refused before anything was applied
 
 
 def test_missing_api_key_secret_says_how_to_create_it() -> None:

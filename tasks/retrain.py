@@ -62,8 +62,8 @@ def export_training_data(spec: RetrainSpec, job: jobs.RetrainJob) -> TrainingDat
         capture_dir = Path(getattr(make_target("docker"), "capture_dir", job.work_dir / "none"))
     until = time.time()
     data = export_window(capture_dir, job.data_dir, since=until - spec.window_s,
-                         until=until, evaluation_prompts=jobs.evaluation_prompts(
-                             _evaluation_files(spec, job, GOLDEN_FILE)),
+                         until=until, evaluation_prompts=_evaluation_prompts(spec, job,
+                                                                             GOLDEN_FILE),
                          min_requests=spec.min_requests, holdout_fraction=spec.holdout_fraction,
                          seed=spec.split_seed)  # fmt: skip
     print(data.summary())
@@ -71,16 +71,22 @@ def export_training_data(spec: RetrainSpec, job: jobs.RetrainJob) -> TrainingDat
     return data
 
 
-def _evaluation_files(spec: RetrainSpec, job: jobs.RetrainJob, golden: str) -> list[Path]:
-    """The release's evaluation rows: its spec's evaluation file, and (as the release still
-    judges on them) the champion's own evaluation rows."""
-    files = []
+def _evaluation_prompts(spec: RetrainSpec, job: jobs.RetrainJob, golden: str) -> list[str]:
+    """The prompts of the release's evaluation set (the dataset or file its release_spec
+    names), and of the champion's own golden file if it ships one: none may be trained on."""
+    from validation.evaluation.source import read_set
+    from validation.evaluation.spec import EvaluationSpec
+
+    prompts: list[str] = []
     evaluation = spec.release_spec.get("evaluation")
-    if isinstance(evaluation, dict) and isinstance(evaluation.get("path"), str):
-        files.append(Path(evaluation["path"]))
-    if job.champion.model_dir:
-        files.append(Path(job.champion.model_dir) / golden)
-    return files
+    if isinstance(evaluation, dict):
+        evalset, _ = read_set(EvaluationSpec.model_validate(evaluation), None,
+                              Settings().mlflow_uri())  # fmt: skip
+        prompts += [row.prompt for row in evalset.rows]
+    own = Path(job.champion.model_dir) / golden if job.champion.model_dir else None
+    if own is not None and own.is_file():
+        prompts += jobs.evaluation_prompts([own])
+    return prompts
 
 
 @task(name="train-candidate", cache_policy=NONE)

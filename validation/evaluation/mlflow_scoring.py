@@ -130,6 +130,9 @@ def load_dataset(name: str, tracking_uri: str) -> EvaluationSet:
     return from_records(records, name=name, source=f"mlflow-dataset:{name}")
 
 
+SQLITE_EVAL_WORKERS = 2
+
+
 class MlflowScoring:
     """`mlflow.genai.evaluate` on precomputed outputs, one run per model (role) and release."""
 
@@ -145,6 +148,11 @@ class MlflowScoring:
         tags: Mapping[str, str],
     ) -> tuple[RowScores, str | None]:
         mlflow = _mlflow(self.tracking_uri)
+        if self.tracking_uri.startswith("sqlite:"):
+            # The harness's default 10 threads exhaust SQLAlchemy's pool on one sqlite file:
+            # traces and assessments were dropped after 30 s timeouts (500 rows: 18 min).
+            # Two writers: 100 rows in 13 s here, every assessment logged.
+            os.environ.setdefault("MLFLOW_GENAI_EVAL_MAX_WORKERS", str(SQLITE_EVAL_WORKERS))
         data = [_eval_record(r, out) for r, out in zip(evalset.rows, outputs, strict=True)]
         mlflow.set_experiment(experiment_id=_experiment_id(mlflow))
         run_tags = {**tags, DIGEST_TAG: evalset.digest, "canaryflow.eval_role": role}

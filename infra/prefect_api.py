@@ -137,6 +137,21 @@ class PrefectApi:
             time.sleep(1.0)
         raise PrefectApiError(f"no run of {deployment} was created within {timeout_s:.0f} s")
 
+    def cancel_unfinished(self, deployments: list[str]) -> list[str]:
+        """Cancel every run of `deployments` not in a final state (a `make demo` that was
+        interrupted leaves its run holding the deployment's concurrency slot, and the next
+        run of it would wait for ever); the names of the runs cancelled."""
+        cancelled = []
+        for name in deployments:
+            for run in self.runs_of(name):
+                if run["state_type"] not in FINAL:
+                    self.post(f"/flow_runs/{run['id']}/set_state",
+                              {"state": {"type": "CANCELLED", "name": "Cancelled",
+                                         "message": "left by an interrupted demo"},
+                               "force": True})  # fmt: skip
+                    cancelled.append(str(run["name"]))
+        return cancelled
+
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
         found: list[dict[str, Any]] = self.post("/artifacts/filter", body)

@@ -94,6 +94,8 @@ def main() -> int:
     started = time.monotonic()
     say("== 1. services: Prefect server + process worker, MLflow UI; deployments")
     ctx = DemoContext.start()
+    if stale := ctx.api.cancel_unfinished([RELEASE, "drift-check/drift-check", "retrain/retrain"]):
+        say(f"  cancelled runs an interrupted demo left: {', '.join(stale)}")
     reset_previous_demo(ctx.settings)
     say(f"  evaluation set: MLflow dataset {register_demo_set(ctx.settings)} (the release's rows)")
     seen = story(ctx)

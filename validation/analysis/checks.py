@@ -1,31 +1,27 @@
 """The sequential checks of one canary step: evidence accumulates batch by batch, every
 look may decide, and each decision keeps the numbers it was taken on.
-
     state = LatencyState("latency", Metric.LATENCY, policy.latency, alpha, min_samples=100)
-    state.add(evidence.source, evidence.window_s)   # after each batch
-    rows = state.judge(Look(requests=800, elapsed_s=42.0))   # one CheckResult per quantile
+    state.add(evidence.source, evidence.window_s)            # after each batch
+    rows = state.judge(Look(requests=800, elapsed_s=42.0))   # a CheckResult per quantile
 
 How each decides (policy.py has the margins; sequential.py the confidence sequences):
-
 - latency / ttft / itl, per quantile q: CS of q for each variant at alpha / (2 x #q), so
   all of them hold at every look together; ratio CS [L_c / U_s, U_c / L_s] and difference
   CS [L_c - U_s, U_c - L_s]. Fail: ratio low > max_ratio AND difference low >
   min_increase_ms (or the canary's q confidently above max_ms). Pass: ratio high <=
   pass_ratio OR difference high <= min_increase_ms. Quantiles cover the tail (p99), the
   body (p50) and so changes of spread too, which one ratio of p95 could not.
-- error_rate: CS of each variant's failure rate at alpha / 2 (beta-binomial mixture), the
-  difference's CS vs max_increase / pass_increase (and max_rate on the canary's own).
+- error_rate: CS of each variant's failure rate at alpha / 2 (beta-binomial mixture); their
+  difference vs max_increase / pass_increase, and max_rate on the canary's own.
 - quality: with paired rows (quality_paired, canary - stable score per row in [-1, 1]) a
   betting CS on the mean difference (sequential McNemar for 0/1 scores); without pairs,
   the accuracies' difference like error_rate. Fail: CS high < -max_drop; pass: CS low >=
   -pass_drop.
-- drift: Evidently's fixed-sample tests, so one look per step: the first batch with
-  min_samples rows decides (looking again would inflate its false alarm).
+- drift: Evidently's fixed-sample tests, one look per step (the first batch with
+  min_samples rows decides: looking again would inflate its false alarm).
 
-A pass stays a pass for the step (the CS that showed it covered the truth at every look),
-but a later fail still fails: the fail side keeps watching until the step ends. A source
-error or no data leaves a check inconclusive with the error in its reason, never a pass.
-"""
+A pass stays a pass for the step, but the fail side keeps watching until it ends; a source
+error or no data leaves a check inconclusive (the error in its reason), never a pass."""
 
 from __future__ import annotations
 

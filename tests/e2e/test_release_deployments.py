@@ -52,8 +52,12 @@ pytestmark = pytest.mark.e2e
 NAME = "tiny-chat"
 RELEASE = "release/release"
 # One canary step at 50% (both variants loaded alike), 100 requests per variant minimum.
+# Latency and TTFT judged at p50 only: the default p95/p99 pass needs ~2200 requests per
+# variant (595 s on CI for test 2); their false-alarm rate and power are measured in
+# bench/sequential.py and the demo runs the defaults.
+P50 = {"quantiles": [0.5]}
 FAST_CANARY: dict[str, Any] = {
-    "canary": {"steps": [50], "policy": {"min_samples": 100}},
+    "canary": {"steps": [50], "policy": {"min_samples": 100, "latency": P50, "ttft": P50}},
     "load": {"users": 6, "max_tokens": 8, "max_step_s": 240},
 }
 WEAK_STEPS = 700  # ~43% exact match: passes the smoke test (1 of 3 probes), fails quality
@@ -124,7 +128,8 @@ def test_2_identical_canary_passes_every_check(
     assert "release-tiny-chat" in listed.stdout
     runs = {r.data.tags["canaryflow.model_version"]: r for r in mlflow_runs(stack)}
     assert runs["2"].data.tags["canaryflow.verdict"] == "promoted"
-    assert any(k.startswith("step50.run1.quality") for k in runs["2"].data.metrics)
+    # the step's quality evidence, whichever run of the step decided it
+    assert any(re.match(r"step50\.run\d+\.quality", k) for k in runs["2"].data.metrics)
 
 
 def test_3_weak_canary_is_rolled_back_on_quality(

@@ -9,10 +9,10 @@ last.
 
 - the stand-in server streams CHUNKS events GAP_S apart: every chunk (first and last alike)
   must arrive through the router within GAP_S / 2 of its direct arrival (medians);
-- the real serving image (vLLM, the demo model, 48 tokens): the first chunk through the
-  router must come well before its last (the stream is spread over the generation) and
-  less than half the generation time after the direct first chunk (buffered, it came a
-  whole generation later). The bounds are relative: no absolute timing.
+- the real serving image (vLLM, the demo model, 48 tokens): the first event through the
+  router must come well before its last, [DONE] (the stream is spread over the
+  generation), and less than half the generation time after the direct first event
+  (buffered, it came a whole generation later); medians over runs. The bounds are relative: no absolute timing.
 
 The numbers go to pytest's terminal summary.
 
@@ -90,6 +90,11 @@ def chunk_medians(runs: Sequence[Sequence[float]]) -> list[float]:
     return [statistics.median(r[k] for r in runs) for k in range(n)]
 
 
+def first_and_last(runs: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """Medians over runs of the first event's and the last event's arrival."""
+    return statistics.median(r[0] for r in runs), statistics.median(r[-1] for r in runs)
+
+
 def report(
     label: str, times: dict[str, list[list[float]]], pairs: int = PAIRS
 ) -> dict[str, list[float]]:
@@ -146,9 +151,15 @@ def test_vllm_stream_through_the_router_is_spread_over_the_generation(
     )
     with running_target(config, client=docker_client) as target:
         target.deploy(variant(serving_image.tag, "1", "r1"))
-        med = report("vLLM (48 tokens)", measure(target, stream_body(48), pairs=9), pairs=9)
-
-    (d_first, d_last), (r_first, r_last) = ((med[s][0], med[s][-1]) for s in ("direct", "router"))
+        times = measure(target, stream_body(48), pairs=9)
+    # vLLM merges tokens into fewer events when its API process falls behind (a busy
+    # machine), so runs differ in their number of events: compare each run's first event
+    # and its last ([DONE]), not the k-th event across runs.
+    span = {side: first_and_last(runs) for side, runs in times.items()}
+    for side, (first, last) in span.items():
+        summarize(f"streaming, vLLM (48 tokens), {side}: first event {first:.1f} ms, "
+                  f"[DONE] {last:.1f} ms (medians of 9)")  # fmt: skip
+    (d_first, d_last), (r_first, r_last) = span["direct"], span["router"]
     generation = d_last - d_first
     assert generation > 0
     assert r_last - r_first >= generation / 2, "through the router the chunks came bunched"

@@ -196,7 +196,7 @@ def test_streamed_load_splits_per_variant(router: FakeRouter, golden: Path, tmp_
     assert len(records) == n
     assert set(records[0]) == {
         "ts", "variant", "model_version", "status", "ok", "latency_ms", "ttft_ms",
-        "prompt", "answer", "completion", "request_id", "error",
+        "prompt", "answer", "completion", "request_id", "error", "finish_reason", "origin",
     }  # fmt: skip
     for r in records:
         assert r["ok"]

@@ -34,6 +34,15 @@ def _services(env: dict[str, str], action: str) -> str:
     return out.stdout
 
 
+SERVICES = ("prefect-server", "prefect-worker", "router-supervisor", "mlflow-ui")
+
+
+def states(out: str) -> dict[str, str]:
+    """Each service's state word from `python -m infra.services ACTION` (its name first)."""
+    rows = (line.split() for line in out.splitlines())
+    return {r[0]: r[1] for r in rows if len(r) >= 2 and r[0] in SERVICES}
+
+
 def test_start_status_restart_stop(tmp_path: Path) -> None:
     prefect_port, mlflow_port = _free_port(), _free_port()
     env = {
@@ -46,7 +55,7 @@ def test_start_status_restart_stop(tmp_path: Path) -> None:
     env.pop("MLFLOW_TRACKING_URI", None)
     try:
         first = _services(env, "start")
-        assert first.count("started") == 3, first
+        assert states(first) == dict.fromkeys(SERVICES, "started"), first
         for url in (
             f"http://127.0.0.1:{prefect_port}/api/health",
             f"http://127.0.0.1:{mlflow_port}/health",
@@ -54,9 +63,9 @@ def test_start_status_restart_stop(tmp_path: Path) -> None:
             with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310
                 assert resp.status == 200
         again = _services(env, "start")
-        assert again.count("already running") == 3, again
-        assert _services(env, "status").count(" up ") == 3
+        assert states(again) == dict.fromkeys(SERVICES, "already"), again
+        assert states(_services(env, "status")) == dict.fromkeys(SERVICES, "up")
     finally:
         stopped = _services(env, "stop")
-    assert stopped.count("stopped") == 3, stopped
-    assert _services(env, "status").count(" down ") == 3
+    assert states(stopped) == dict.fromkeys(SERVICES, "stopped"), stopped
+    assert states(_services(env, "status")) == dict.fromkeys(SERVICES, "down")

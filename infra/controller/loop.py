@@ -11,8 +11,10 @@ batch is added to the step's sequential state (validation.analysis.StepAnalysis)
 step ends as soon as any check has failed (rollback; under `failure_threshold`, the step's
 evidence starts afresh) or every enabled check has passed (advance). A batch that carried
 no traffic at all pauses the step (`pause_s`, recorded as "paused: no traffic"), never
-passes it. Still undecided at `progress_deadline_s` → rollback, saying what each undecided
-check would still need. The confidence sequences are valid at every look, and `alpha` is
+passes it. Still undecided at `progress_deadline_s`: with no check failed and every
+undecided one holding its min_samples, the step advances (`on_inconclusive: advance`, the
+default) or rolls back (`rollback`); the record says what each check would still need.
+The confidence sequences are valid at every look, and `alpha` is
 split over checks and steps, so an identical canary is rolled back with probability at
 most `alpha` over the whole rollout. The loop never promotes or rolls back itself:
 decide.py does, so the decision is recorded before the target is touched.
@@ -98,11 +100,25 @@ class _Exposure:
                            exposed_s=now - (first if first is not None else now))  # fmt: skip
 
 
+def short_of_samples(verdict: StepVerdict, policy: CanaryPolicy) -> list[str]:
+    """Undecided checks with fewer than their min_samples in a variant ("name n/min")."""
+    short = []
+    for check in verdict.checks:
+        if check.outcome != Outcome.INCONCLUSIVE:
+            continue
+        spec = getattr(policy, check.name.split(".")[0], None)
+        need = policy.min_samples if spec is None else policy.min_samples_for(spec)
+        if min(check.n_canary, check.n_stable) < need:
+            short.append(f"{check.name} {min(check.n_canary, check.n_stable)}/{need}")
+    return short
+
+
 def _batch_size(policy: CanaryPolicy, verdict: StepVerdict, weight: int) -> int:
-    """policy.batch_requests; when drift alone is undecided, one batch big enough for its
-    verdict (Evidently's tests judge one batch's rows, so small batches never decide)."""
+    """policy.batch_requests; while drift is undecided, batches big enough for its verdict
+    (Evidently's tests judge one batch's rows, so small batches never decide it), from the
+    second batch on (the first stays small: a blatant regression fails in it)."""
     undecided = {c.name for c in verdict.checks if c.outcome == Outcome.INCONCLUSIVE}
-    if undecided != {"drift"}:
+    if verdict.requests == 0 or "drift" not in undecided:
         return policy.batch_requests
     need = policy.min_samples_for(policy.drift)
     return max(policy.batch_requests, math.ceil(need * 100 / weight))
@@ -232,9 +248,10 @@ class CanaryController:
                 continue
             elapsed = self.clock() - step.started
             if elapsed >= policy.progress_deadline_s:
-                records.append(self._deadline(step, attempt, verdict, policy, elapsed,
-                                              exposure.radius(self.clock())))  # fmt: skip
-                return False, failures
+                record = self._deadline(step, attempt, verdict, policy, elapsed,
+                                        exposure.radius(self.clock()))  # fmt: skip
+                records.append(record)
+                return record.action == "advance", failures
         reason = f"no decision after {step.batches} batches at {weight}%: {verdict.needs}"
         records.append(self._record(step, attempt, verdict, verdict.outcome.value, "rollback",
                                     reason, exposure.radius(self.clock())))  # fmt: skip
@@ -282,12 +299,19 @@ class CanaryController:
         elapsed: float,
         radius: BlastRadius,
     ) -> StepRecord:
+        deadline = f"after {elapsed:.0f} s (deadline {policy.progress_deadline_s:.0f} s)"
         if step.paused == step.batches:
-            why = f"{PAUSED} in {elapsed:.0f} s (deadline {policy.progress_deadline_s:.0f} s)"
-        else:
-            why = (f"still inconclusive after {elapsed:.0f} s (deadline "
-                   f"{policy.progress_deadline_s:.0f} s); would still need: "
+            return self._record(step, attempt, verdict, "inconclusive", "rollback",
+                                f"{PAUSED} {deadline}", radius)  # fmt: skip
+        short = short_of_samples(verdict, policy)
+        if policy.on_inconclusive == "advance" and not short:
+            why = (f"no check failed and none could pass yet {deadline}: advancing "
+                   f"(on_inconclusive: advance); to pass they would still need: "
                    f"{verdict.needs}")  # fmt: skip
+            return self._record(step, attempt, verdict, "inconclusive", "advance", why)
+        why = f"still inconclusive {deadline}; would still need: {verdict.needs}"
+        if short:
+            why += f"; too few samples to advance: {', '.join(short)}"
         return self._record(step, attempt, verdict, "inconclusive", "rollback", why, radius)
 
     def _record(

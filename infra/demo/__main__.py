@@ -26,6 +26,9 @@ from infra.errors import CanaryflowError
 from validation.golden import TaskSpec
 
 DRIFTED = TaskSpec(min_operand=100, max_operand=199)
+# As prefect.yaml's release parameters: the demo's traffic is small, so an undecided step
+# looks for 150 s (the default is 300) before it advances or rolls back.
+CANARY = {"policy": {"progress_deadline_s": 150}}
 
 
 def drift_check(ctx: DemoContext, label: str, since: float) -> tuple[Result, float]:
@@ -46,14 +49,16 @@ def story(ctx: DemoContext) -> dict[str, str]:
 
     say("\n== 3. v2: trained longer → canary 10% → 25% → 50% → promote")
     v2 = ctx.train("v2", TrainConfig(steps=1500))
-    seen["v2"] = ctx.release("v2", {"model": f"models:/{NAME}/{v2}",
-                                    "evaluation": evaluation}).verdict  # fmt: skip
+    seen["v2"] = ctx.release("v2", {"model": f"models:/{NAME}/{v2}", "evaluation": evaluation,
+                                    "canary": CANARY}).verdict  # fmt: skip
 
     say("\n== 4. v3: deliberately bad (700 steps, ~43% right), released with the offline")
     say("        quality gate switched off, so only the canary can stop it")
     v3 = ctx.train("v3", TrainConfig(steps=700))
     gate_off = demo_evaluation(threshold=0.0, margin=1.0)
-    r3 = ctx.release("v3", {"model": f"models:/{NAME}/{v3}", "evaluation": gate_off})
+    r3 = ctx.release(
+        "v3", {"model": f"models:/{NAME}/{v3}", "evaluation": gate_off, "canary": CANARY}
+    )
     seen["v3"] = r3.verdict
     ttr = ctx.time_to_decision(r3)
     if ttr is not None:

@@ -12,7 +12,8 @@ last.
 - the real serving image (vLLM, the demo model, 48 tokens): the first event through the
   router must come well before its last, [DONE] (the stream is spread over the
   generation), and less than half the generation time after the direct first event
-  (buffered, it came a whole generation later); medians over runs. The bounds are relative: no absolute timing.
+  (buffered, it came a whole generation later); medians over runs. The bounds are
+  relative: no absolute timing.
 
 The numbers go to pytest's terminal summary.
 

@@ -143,10 +143,16 @@ def test_a_deadline_that_cannot_fit_the_minimum_evidence_is_refused() -> None:
     per_variant, canary = CanaryPolicy().min_evidence(3)
     assert 500 < per_variant < 2000  # p99's upper bound
     assert 500 < canary < 3000  # "within 1 point" of errors
+    strict = {"on_inconclusive": "rollback"}  # every step must pass: the pass must fit
+    CanaryPolicy(**strict, progress_deadline_s=600).check_fits([10, 25, 50])
     with pytest.raises(ValueError, match="progress_deadline_s 60 cannot fit the minimum"):
-        CanaryPolicy(progress_deadline_s=60).check_fits([10, 25, 50])
+        CanaryPolicy(**strict, progress_deadline_s=60).check_fits([10, 25, 50])
     with pytest.raises(ValueError, match="raise progress_deadline_s or expected_rps"):
-        CanaryPolicy(expected_rps=1).check_fits([50])
+        CanaryPolicy(**strict, expected_rps=1).check_fits([50])
+    # advancing undecided steps needs only min_samples per variant at the scarcer share
+    CanaryPolicy(progress_deadline_s=60).check_fits([10, 25, 50])
+    with pytest.raises(ValueError, match="min_samples 100 per variant at the 10% share"):
+        CanaryPolicy(progress_deadline_s=10).check_fits([10, 25, 50])
 
 
 def test_inconclusive_helper_keeps_counts() -> None:

@@ -132,6 +132,23 @@ def test_too_few_samples_stay_inconclusive_until_the_deadline(tmp_path: Path) ->
     assert all(row["outcome"] != "pass" or row["check"] == "drift" for row in step.table)
 
 
+def test_undecided_with_enough_samples_advances_at_the_deadline(tmp_path: Path) -> None:
+    # 30 s = 6 batches of 400: at 10% the canary has ~240 requests, past min_samples but
+    # far from the ~800 that "errors within 1 point" needs to pass with confidence
+    result, _, _ = _run(good_canary(), tmp_path, CanaryPolicy(progress_deadline_s=30))
+    assert result.passed, result.reasons
+    first = result.steps[0]
+    assert (first.outcome, first.action) == ("inconclusive", "advance")
+    assert "on_inconclusive: advance" in first.reason
+    assert "would still need" in first.reason
+    assert any(row["outcome"] == "inconclusive" for row in first.table)
+
+    strict = CanaryPolicy(progress_deadline_s=30, on_inconclusive="rollback")
+    result, _, _ = _run(good_canary(), tmp_path / "strict", strict)
+    assert not result.passed
+    assert (result.steps[0].outcome, result.steps[0].action) == ("inconclusive", "rollback")
+
+
 def test_no_traffic_pauses_and_never_passes(tmp_path: Path) -> None:
     policy = CanaryPolicy(progress_deadline_s=120, pause_s=10)
     result, _, load = _run(no_traffic(), tmp_path, policy)

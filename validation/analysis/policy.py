@@ -10,8 +10,11 @@ batch of `batch_requests` requests:
 - it PASSES as soon as the whole sequence lies within the pass margin (`pass_ratio`,
   `pass_increase`, `pass_drop`; unset = the fail margin) and the step has at least
   `min_samples` per variant;
-- otherwise it is INCONCLUSIVE, and at the progress deadline the step rolls back, the
-  record saying what each undecided check would still need. Never a pass.
+- otherwise it is INCONCLUSIVE. At the progress deadline a step whose checks are all
+  passed or inconclusive, each with `min_samples`, advances (`on_inconclusive: advance`,
+  the default: no harm was shown, and the record says what each check would still need to
+  pass) or rolls back (`rollback`: only confident passes advance). Too little evidence or
+  no traffic rolls back either way: never a pass.
 
 One error budget for the whole rollout: `alpha` bounds the chance that an identical canary
 is rolled back over all steps and all looks together. It is split evenly over the enabled
@@ -28,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -211,8 +215,18 @@ class CanaryPolicy(_Frozen):
         "step starts its evidence afresh (a failure never counts as a pass).",
     )  # fmt: skip
     progress_deadline_s: float = Field(
-        600.0, gt=0, description="A step still undecided this long after it began rolls back."
-    )
+        300.0, gt=0, description="A step still undecided this long after it began ends as "
+        "on_inconclusive says.",
+    )  # fmt: skip
+    on_inconclusive: Literal["advance", "rollback"] = Field(
+        "advance", description="A step still undecided at progress_deadline_s, no check "
+        "failed, every undecided check holding min_samples per variant: 'advance' (each "
+        "check's fail side is a test of harm whose false alarms alpha bounds; no harm was "
+        "shown, so the step moves on, and the record lists each inconclusive check with "
+        "what it would still need to pass) or 'rollback' (every check must pass with "
+        "confidence; low traffic then rolls good canaries back). Too little evidence or "
+        "no traffic always rolls back.",
+    )  # fmt: skip
     expected_rps: float = Field(
         50.0, gt=0, description="Requests per second the step's load reaches; used only to "
         "refuse a deadline that cannot fit the minimum evidence of a pass at the smallest step.",
@@ -291,10 +305,22 @@ class CanaryPolicy(_Frozen):
         return max([floor, *latency]), max(floor, errors)
 
     def check_fits(self, steps: list[int]) -> None:
-        """Raise ValueError when a step's deadline cannot fit the minimum evidence."""
+        """Raise ValueError when a step's deadline cannot fit the minimum evidence: of an
+        advance (min_samples), or with on_inconclusive 'rollback' of a pass."""
         if not steps:
             return
         weight = min(min(steps), 100 - max(steps))  # the scarcer variant at its scarcest
+        if self.on_inconclusive == "advance":  # a step may end undecided: min_samples fit?
+            floor = self.step_min_samples()
+            seconds = math.ceil(floor * 100 / weight) / self.expected_rps
+            if seconds > self.progress_deadline_s:
+                raise ValueError(
+                    f"progress_deadline_s {self.progress_deadline_s:g} cannot fit the minimum "
+                    f"evidence: min_samples {floor} per variant at the {weight}% share need "
+                    f"about {seconds:.0f} s at expected_rps {self.expected_rps:g}; raise "
+                    "progress_deadline_s or expected_rps, or lower min_samples"
+                )
+            return
         per_variant, canary = self.min_evidence(len(steps))
         # latency: the equal-concurrency window sends both variants the same number;
         # errors and the rest: all traffic, split by weight

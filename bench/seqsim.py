@@ -90,13 +90,15 @@ def sequential_rollout(
     seed: int,
     steps: tuple[int, ...] = STEPS,
     *,
-    monitor: bool = False,
+    monitor: bool | None = None,
 ) -> Rollout:
     """The new loop's decisions (validation.analysis.StepAnalysis), batch by batch.
 
     `monitor`: an undecided step moves on to the next at its deadline instead of rolling
     back, so the fail side is watched over every look of every step (the worst case for
-    a false alarm)."""
+    a false alarm). None: as the policy's `on_inconclusive` says."""
+    if monitor is None:
+        monitor = policy.on_inconclusive == "advance"
     rng = np.random.default_rng(seed)
     total, batch = 0, policy.batch_requests
     deadline_batches = max(1, math.floor(policy.progress_deadline_s * world.rps / batch))

@@ -11,12 +11,15 @@ A deployment run's parameters are checked twice, both before any task:
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import yaml
@@ -62,15 +65,25 @@ def schema_of(flow: Flow[..., Any]) -> dict[str, Any]:
     return parameter_schema(flow.fn).model_dump_for_openapi()
 
 
-def render(value: Any, payload: dict[str, Any]) -> Any:
-    """A trigger's parameters with `{{ event.payload[.key] }}` filled from `payload`."""
-    if isinstance(value, dict):
-        return {k: render(v, payload) for k, v in value.items()}
-    if isinstance(value, str):
-        m = re.fullmatch(r"\{\{\s*event\.payload(?:\.(\w+))?\s*\}\}", value)
-        if m:
-            return payload if m[1] is None else payload[m[1]]
-    return value
+def render(parameters: dict[str, Any], name: str, payload: dict[str, Any]) -> Any:
+    """A trigger's parameters as the Prefect server renders them for an event `name`
+    (prefect.server.events.actions.RunDeployment: v1 templates wrapped in `| tojson`, then
+    hydrated with the event in the Jinja context): a template Prefect cannot render (an
+    event field that is no JSON value, e.g. the UUID `event.id`) fails here as it fails
+    the automation."""
+    from prefect.server.events.actions import RunDeployment
+    from prefect.server.events.schemas.events import ReceivedEvent
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+    params = copy.deepcopy(parameters)
+    RunDeployment._upgrade_v1_templates(params)
+    event = ReceivedEvent(event=name, resource={"prefect.resource.id": "canaryflow.x.y"},
+                          payload=payload, occurred=datetime.now(UTC), id=uuid4())  # fmt: skip
+    context = HydrationContext(raise_on_error=True, render_jinja=True,
+                               jinja_context={"event": event, "events": [event]})  # fmt: skip
+    rendered = hydrate(params, context)
+    assert isinstance(rendered, dict), rendered
+    return rendered
 
 
 def test_every_deployment_runs_a_flow_of_this_repo_and_enforces_its_schema() -> None:
@@ -94,7 +107,8 @@ def test_trigger_parameters_validate_once_the_event_fills_them(dep: dict[str, An
     flow = flow_of(dep)
     for trigger in dep["triggers"]:
         (event,) = trigger["expect"]
-        params = {**(dep.get("parameters") or {}), **render(trigger["parameters"], PAYLOADS[event])}
+        filled = render(trigger["parameters"], event, PAYLOADS[event])
+        params = {**(dep.get("parameters") or {}), **filled}
         validate(params, schema_of(flow), raise_on_error=True)
         checked = flow.validate_parameters(params)
         if flow.name == "release":  # exactly one of spec and git (tasks.release_steps.load_spec)

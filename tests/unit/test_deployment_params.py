@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path

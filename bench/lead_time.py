@@ -160,7 +160,8 @@ def child(work: Path, quick: bool) -> dict[str, Any]:
     from prefect import flow
 
     from flows.release import release
-    from infra.controller.wiring import GOLDEN_FILE, LocustStepLoad, real_ports
+    from infra.controller.wiring import GOLDEN_FILE, real_ports
+    from infra.load.step import LocustStepLoad
     from infra.spec import ReleaseSpec
     from tests.fixtures.docker_target import make_config, running_target
     from tests.fixtures.models import trained

@@ -21,6 +21,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from infra.controller import report
 from infra.controller.record import ReleaseOutcome
 from infra.errors import RegistryError
+from infra.tracking import experiment_id
 
 EXPERIMENT = "canaryflow-releases"
 
@@ -75,7 +76,7 @@ def _log_run(tracking_uri: str, outcome: ReleaseOutcome, artifact_root: Path | N
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    run = client.create_run(_experiment(client, tracking_uri, artifact_root), tags={
+    run = client.create_run(experiment_id(client, EXPERIMENT, tracking_uri, artifact_root), tags={
         "mlflow.runName": outcome.release_id,
         "canaryflow.release_id": outcome.release_id,
         "canaryflow.verdict": outcome.verdict,
@@ -94,17 +95,6 @@ def _log_run(tracking_uri: str, outcome: ReleaseOutcome, artifact_root: Path | N
     _tag_version(client, outcome, run_id)
     client.set_terminated(run_id)
     return run_id
-
-
-def _experiment(client: Any, tracking_uri: str, artifact_root: Path | None) -> str:
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        return str(exp.experiment_id)
-    root = artifact_root
-    if root is None and tracking_uri.startswith("sqlite:///"):
-        root = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
-    location = None if root is None else root.resolve().as_uri()
-    return str(client.create_experiment(EXPERIMENT, artifact_location=location))
 
 
 def _tag_version(client: Any, outcome: ReleaseOutcome, run_id: str) -> None:

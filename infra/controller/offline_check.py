@@ -12,19 +12,16 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from infra.controller.ports import CheckReport
 from infra.errors import ValidationError
+from infra.load.step import LocustStepLoad, window_options
 from infra.spec import ReleaseSpec
 from infra.targets.base import DeployTarget
 from validation.evaluation import make_row_scorer
 from validation.evaluation.mlflow_scoring import Scoring
 from validation.evaluation.source import PreparedSet, prepare, register
 from validation.quality import Answerer
-
-if TYPE_CHECKING:
-    from infra.controller.wiring import LocustStepLoad
 
 
 class OfflineCheck:
@@ -110,8 +107,6 @@ class OfflineCheck:
 
     def step_load(self, target: DeployTarget, model_dir: Path, out_dir: Path) -> LocustStepLoad:
         """The canary's load: the release's rows, max_tokens resolved from them."""
-        from infra.controller.wiring import LocustStepLoad, window_options
-
         load = self.spec.load.model_copy(update={"max_tokens": self.max_tokens(model_dir)})
         spec = self.spec.model_copy(update={"load": load})
         evalset = self.prepared(model_dir).evalset

@@ -4,8 +4,8 @@
     validator: CandidateCheck    check(model_dir, champion_dir) -> CheckReport
     images: ImageBuilder         build(model_dir) -> image tag (built and smoke-tested)
 
-Real implementations: wiring.py (Locust + Evidently, validation/, infra/image). Fakes for
-unit tests: fake.py.
+Real implementations: wiring.py (validation/, infra/image) and infra/load/step.py (Locust +
+Evidently). Fakes for unit tests: fake.py.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,6 +77,27 @@ def decoder_config(
         "tie_word_embeddings": True,
         "dtype": "float32",
     }
+
+
+def decoder(
+    config: ModelConfig, tok: Tokenizer, config_cls: type[Any], model_cls: type[Any], **extra: Any
+) -> torch.nn.Module:
+    """A randomly initialised `model_cls` whose transformers `config_cls` is `decoder_config`
+    plus the architecture's own fields (`extra`)."""
+    pad_id, eos_id = special_ids(tok)
+    cfg = config_cls(**decoder_config(config, tok.get_vocab_size(), pad_id, eos_id), **extra)
+    model: torch.nn.Module = model_cls(cfg)
+    return model
+
+
+def start_run(config: ModelConfig) -> float:
+    """Quiet transformers, seed torch and fix its threads (reproducible weights); the start
+    time (monotonic) for the run's duration."""
+    quiet_transformers()
+    start = time.monotonic()
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    return start
 
 
 def quiet_transformers() -> None:

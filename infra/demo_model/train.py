@@ -46,15 +46,12 @@ class TrainResult:
     final_loss: float
 
 
-def _model(config: TrainConfig, vocab_size: int, pad_id: int, eos_id: int) -> torch.nn.Module:
+def _model(config: TrainConfig, tok: Tokenizer) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(
-        **fit.decoder_config(config, vocab_size, pad_id, eos_id),
-        num_key_value_heads=config.num_heads,
-        head_dim=config.hidden_size // config.num_heads,
-    )
-    return LlamaForCausalLM(cfg)
+    return fit.decoder(config, tok, LlamaConfig, LlamaForCausalLM,
+                       num_key_value_heads=config.num_heads,
+                       head_dim=config.hidden_size // config.num_heads)  # fmt: skip
 
 
 def evaluate(model_dir: Path, examples: list[Example], batch_size: int = 256) -> float:
@@ -78,7 +75,7 @@ def save_untrained(config: TrainConfig, out_dir: Path) -> Path:
     """Save a randomly initialised model of `config`'s shape in seconds (tests, bad canaries)."""
     torch.manual_seed(config.seed)
     heldout, _, tok = _data(config)
-    model = _model(config, tok.get_vocab_size(), *fit.special_ids(tok))
+    model = _model(config, tok)
     model.eval()
     _save(model, tok, config, out_dir, heldout)
     return out_dir
@@ -86,12 +83,9 @@ def save_untrained(config: TrainConfig, out_dir: Path) -> Path:
 
 def train(config: TrainConfig, out_dir: Path) -> TrainResult:
     """Train, save an HF-format model directory with its golden set, and measure exact match."""
-    fit.quiet_transformers()
-    start = time.monotonic()
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
+    start = fit.start_run(config)
     heldout, stream, tok = _data(config)
-    model = _model(config, tok.get_vocab_size(), *fit.special_ids(tok))
+    model = _model(config, tok)
     loss_val = fit.fit(model, tok, stream, config)
     _save(model, tok, config, out_dir, heldout)
     score = evaluate(out_dir, heldout)

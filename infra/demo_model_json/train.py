@@ -70,16 +70,12 @@ class JsonTrainResult:
     final_loss: float
 
 
-def _model(config: JsonTrainConfig, vocab_size: int, pad_id: int, eos_id: int) -> torch.nn.Module:
+def _model(config: JsonTrainConfig, tok: Tokenizer) -> torch.nn.Module:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    cfg = Qwen2Config(
-        **fit.decoder_config(config, vocab_size, pad_id, eos_id),
-        num_key_value_heads=config.num_kv_heads,
-        use_sliding_window=False,
-        sliding_window=None,
-    )
-    return Qwen2ForCausalLM(cfg)
+    return fit.decoder(config, tok, Qwen2Config, Qwen2ForCausalLM,
+                       num_key_value_heads=config.num_kv_heads,
+                       use_sliding_window=False, sliding_window=None)  # fmt: skip
 
 
 def _data(config: JsonTrainConfig) -> tuple[list[task.Example], Iterator[task.Example], Tokenizer]:
@@ -115,12 +111,9 @@ def evaluate(model_dir: Path, heldout: list[task.Example]) -> tuple[float, float
 
 def train(config: JsonTrainConfig, out_dir: Path) -> JsonTrainResult:
     """Train, save the model directory and measure it offline on the held-out set."""
-    fit.quiet_transformers()
-    start = time.monotonic()
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
+    start = fit.start_run(config)
     heldout, stream, tok = _data(config)
-    model = _model(config, tok.get_vocab_size(), *fit.special_ids(tok))
+    model = _model(config, tok)
     loss = fit.fit(model, tok, stream, config)
     fit.save(model, tok, out_dir, max_model_len=config.max_model_len,
              max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip

@@ -10,6 +10,7 @@
     topup.py       plan_top_up(): the router load sends only what captured user traffic
                    has not supplied; NoTrafficError when the load is disabled and none came
     evidence.py    step_source(): which metric comes from which source (RoutedSource)
+    step.py        LocustStepLoad: one step run (top-up load, paired window) -> StepEvidence
 
 Locust is never imported into the pipeline process: its gevent monkey-patching hangs a
 Prefect flow process. `run_load` starts `python -m locust --headless ...` in its own process

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from infra.tracking import experiment_id
 from infra.training.export import TrainingData
 from infra.training.request import ChampionRef, Trigger
 
@@ -82,7 +83,7 @@ class RetrainRun:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri)
-        run = client.create_run(_experiment(client, tracking_uri), tags={
+        run = client.create_run(experiment_id(client, EXPERIMENT, tracking_uri), tags={
             "mlflow.runName": f"retrain-{model_name}",
             "canaryflow.model_name": model_name,
             "canaryflow.trigger": trigger.label,
@@ -123,14 +124,3 @@ class RetrainRun:
         self.client.set_tag(self.run_id, "canaryflow.error",
                             f"{type(error).__name__}: {error}"[:5000])  # fmt: skip
         self.client.set_terminated(self.run_id, "FAILED")
-
-
-def _experiment(client: Any, tracking_uri: str) -> str:
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        return str(exp.experiment_id)
-    location = None
-    if tracking_uri.startswith("sqlite:///"):  # artifacts beside the db, as the registry does
-        root = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
-        location = root.as_uri()
-    return str(client.create_experiment(EXPERIMENT, artifact_location=location))

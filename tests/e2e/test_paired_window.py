@@ -17,8 +17,8 @@ import docker
 import docker.errors
 import pytest
 
-from infra.controller.wiring import LocustStepLoad, WindowOptions
 from infra.load.paired import PairedSettings
+from infra.load.step import LocustStepLoad, WindowOptions
 from infra.spec import ReleaseSpec
 from infra.targets.docker import DockerTarget
 from tests.fixtures.docker_target import (

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.controller.wiring import LocustStepLoad, WindowOptions
 from infra.errors import NoTrafficError, PairedWindowError
 from infra.load.paired import PairedSettings
+from infra.load.step import LocustStepLoad, WindowOptions
 from infra.spec import ReleaseSpec
 from infra.targets.base import Endpoint, Role, Variant
 from infra.targets.fake import FakeTarget

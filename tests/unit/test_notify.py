@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from prefect.artifacts import Artifact
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.release import release
 from infra import notify
 from infra.controller.fake import FakeStepLoad, slow_canary
 from infra.controller.record import ReleaseOutcome
 from infra.spec import ReleaseSpec
+from tests.fixtures.release_ports import harness  # noqa: F401 (autouse fixture)
 from tests.unit.test_release_failures import NAME, make_ports, serve
 
 
@@ -48,14 +48,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def harness() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
 
 
 @pytest.fixture

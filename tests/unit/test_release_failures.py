@@ -9,16 +9,13 @@ given) and that the champion and what serves are unchanged.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prefect.artifacts import Artifact
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.release import release, run_release
-from infra.controller.decide import deploy_first, variant_for
-from infra.controller.fake import FakeCheck, FakeClock, FakeImages, FakeStepLoad, good_canary
+from infra.controller.fake import FakeCheck, FakeImages
 from infra.controller.model_cache import ModelCache
 from infra.controller.ports import ReleasePorts, StepEvidence
 from infra.errors import (
@@ -29,42 +26,18 @@ from infra.errors import (
 from infra.registry import CHALLENGER, CHAMPION, FakeRegistry
 from infra.spec import ReleaseSpec
 from infra.targets.fake import FakeTarget
+from tests.fixtures import release_ports
+from tests.fixtures.release_ports import (
+    harness,  # noqa: F401 (autouse fixture)
+    make_ports,
+    model_dir,
+)
 
 NAME = "my-model"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def harness() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
-
-
-def model_dir(root: Path, tag: str) -> Path:
-    d = root / f"model-{tag}"
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "config.json").write_text(f'{{"tag": "{tag}"}}')
-    return d
-
-
-def make_ports(tmp: Path, **overrides: object) -> ReleasePorts:
-    clock = FakeClock()
-    load = FakeStepLoad(good_canary(), clock=clock)
-    ports = ReleasePorts(target=FakeTarget(), registry=FakeRegistry(), load=lambda _d: load,
-                         check=FakeCheck(), images=FakeImages(), work_dir=tmp / "work",
-                         clock=clock, sleep=clock.advance)  # fmt: skip
-    for key, value in overrides.items():
-        setattr(ports, key, value)
-    return ports
-
-
 def serve(ports: ReleasePorts, root: Path, stable: str, candidate: str) -> str:
-    """`stable` serves as champion; `candidate` is registered as challenger; its version."""
-    v1 = ports.registry.register(NAME, model_dir(root, stable), alias=CHAMPION)
-    variant = variant_for(NAME, v1.version, "img:1", "r1", NAME)
-    deploy_first(ports.target, ports.registry, variant)
-    return ports.registry.register(NAME, model_dir(root, candidate), alias=CHALLENGER).version
+    return release_ports.serve(ports, root, NAME, stable, candidate)
 
 
 def record() -> str:

@@ -3,67 +3,34 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prefect.artifacts import Artifact
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.release import release
-from infra.controller.decide import deploy_first, variant_for
-from infra.controller.fake import (
-    FakeCheck,
-    FakeClock,
-    FakeImages,
-    FakeStepLoad,
-    Profile,
-    good_canary,
-    slow_canary,
-)
+from infra.controller.fake import FakeImages, slow_canary
 from infra.controller.ports import ReleasePorts
 from infra.controller.record import ReleaseOutcome, StepRecord
 from infra.errors import SpecError
-from infra.registry import CHALLENGER, CHAMPION, FakeRegistry
+from infra.registry import CHAMPION
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.fake import FakeTarget
 from tasks.report import log_release_run
+from tests.fixtures.release_ports import (
+    harness,  # noqa: F401 (autouse fixture)
+    make_ports,
+    model_dir,
+    serve,
+)
 
 NAME = "tiny-chat"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def harness() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        # The temporary server's telemetry write races its own startup on sqlite ("locked").
-        mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
-
-
-def model_dir(root: Path, tag: str) -> Path:
-    d = root / f"model-{tag}"
-    d.mkdir(parents=True)
-    (d / "config.json").write_text(f'{{"tag": "{tag}"}}')
-    return d
-
-
-def make_ports(
-    tmp: Path, profile: Profile | None = None, reasons: tuple[str, ...] = ()
-) -> ReleasePorts:
-    clock = FakeClock()
-    load = FakeStepLoad(profile or good_canary(), clock=clock)
-    return ReleasePorts(target=FakeTarget(), registry=FakeRegistry(), load=lambda _d: load,
-                        check=FakeCheck(reasons), images=FakeImages(), work_dir=tmp / "work",
-                        clock=clock, sleep=clock.advance)  # fmt: skip
-
-
 def serve_v1(ports: ReleasePorts, tmp: Path) -> str:
     """v1 serves as stable + champion; v2 is registered as challenger; returns v2's version."""
-    v1 = ports.registry.register(NAME, model_dir(tmp, "v1"), alias=CHAMPION)
-    deploy_first(ports.target, ports.registry, variant_for(NAME, v1.version, "img:1", "r1", NAME))
-    return ports.registry.register(NAME, model_dir(tmp, "v2"), alias=CHALLENGER).version
+    return serve(ports, tmp, NAME, "v1", "v2")
 
 
 def effects(target: FakeTarget) -> list[object]:

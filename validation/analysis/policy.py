@@ -43,6 +43,16 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+def _pass_within_fail(check: BaseModel, pass_field: str, fail_field: str) -> None:
+    """Refuse a pass margin wider than the fail margin: a canary could pass and fail at once."""
+    passing, failing = getattr(check, pass_field), getattr(check, fail_field)
+    if passing is not None and passing > failing:
+        raise ValueError(
+            f"{pass_field} {passing:g} is wider than {fail_field} {failing:g}: a canary could "
+            f"pass and fail at once; give {pass_field} <= {fail_field} (or leave it unset)"
+        )
+
+
 class LatencyCheck(_Frozen):
     """Quantiles of the canary against the stable's (confidence sequences on each)."""
 
@@ -82,12 +92,7 @@ class LatencyCheck(_Frozen):
 
     @model_validator(mode="after")
     def _margins(self) -> LatencyCheck:
-        if self.pass_ratio is not None and self.pass_ratio > self.max_ratio:
-            raise ValueError(
-                f"pass_ratio {self.pass_ratio:g} is wider than max_ratio {self.max_ratio:g}: "
-                "a canary could pass and fail at once; give pass_ratio <= max_ratio (or "
-                "leave it unset)"
-            )
+        _pass_within_fail(self, "pass_ratio", "max_ratio")
         return self
 
     @property
@@ -117,11 +122,7 @@ class ErrorRateCheck(_Frozen):
 
     @model_validator(mode="after")
     def _margins(self) -> ErrorRateCheck:
-        if self.pass_increase is not None and self.pass_increase > self.max_increase:
-            raise ValueError(
-                f"pass_increase {self.pass_increase:g} is wider than max_increase "
-                f"{self.max_increase:g}: give pass_increase <= max_increase (or leave it unset)"
-            )
+        _pass_within_fail(self, "pass_increase", "max_increase")
         return self
 
     @property
@@ -152,11 +153,7 @@ class QualityCheck(_Frozen):
 
     @model_validator(mode="after")
     def _margins(self) -> QualityCheck:
-        if self.pass_drop is not None and self.pass_drop > self.max_drop:
-            raise ValueError(
-                f"pass_drop {self.pass_drop:g} is wider than max_drop {self.max_drop:g}: give "
-                "pass_drop <= max_drop (or leave it unset)"
-            )
+        _pass_within_fail(self, "pass_drop", "max_drop")
         return self
 
     @property

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from infra.errors import EvaluationSetMissingError
+from infra.tracking import experiment_id
 from validation.evaluation.rows import EvalRow, EvaluationSet, from_records
 from validation.evaluation.scorers import Score, score_row
 from validation.evaluation.spec import ScorerSpec
@@ -74,15 +74,7 @@ def _mlflow(tracking_uri: str) -> Any:
 def _experiment_id(mlflow: Any) -> str:
     """The evaluation experiment; its artifacts (traces) next to a sqlite store, never in
     the current directory."""
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        return str(exp.experiment_id)
-    uri = str(mlflow.get_tracking_uri())
-    location = None
-    if uri.startswith("sqlite:///"):
-        root = Path(uri.removeprefix("sqlite:///")).resolve().parent / "artifacts"
-        location = root.as_uri()
-    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=location))
+    return experiment_id(mlflow, EXPERIMENT, str(mlflow.get_tracking_uri()))
 
 
 def register_dataset(evalset: EvaluationSet, tracking_uri: str, name: str | None = None) -> str:

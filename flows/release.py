@@ -171,16 +171,20 @@ class _Recorder:
                                  steps=step_records, timings=self.watch.laps,
                                  metrics=self.metrics, tags=self.tags, image=self.image,
                                  source=self.source, phase=self.failed_in)  # fmt: skip
-        uri, run_id, unlogged, notes = self.ports.tracking_uri, None, None, []
+        uri, run_id, unlogged, notes = self.ports.tracking_uri, None, None, list[str]()
+        artifacts: tuple[str, ...] = ()
         if uri:
             try:
-                run_id = log_release_run_task(uri, outcome)
+                logged = log_release_run_task(uri, outcome, self.spec.canary.policy)
+                run_id, artifacts = logged.run_id, logged.artifacts
+                notes.extend(logged.notes)
             except RegistryError as exc:
                 unlogged = exc
                 notes.append(f"the MLflow run was not logged: {exc}")
         links, delivery = notify_verdict(outcome, uri, run_id)
         notes.append(delivery)
-        outcome = outcome.model_copy(update={"links": links, "notes": tuple(notes)})
+        outcome = outcome.model_copy(update={"links": links, "notes": tuple(notes),
+                                             "artifacts": artifacts})  # fmt: skip
         publish_report(outcome)
         print(outcome.summary())
         if unlogged is not None and verdict != "error":

@@ -109,6 +109,9 @@ class ReleaseOutcome(_Record):
     notes: tuple[str, ...] = Field(
         (), description="What became of the record itself: MLflow run, notification."
     )
+    artifacts: tuple[str, ...] = Field(
+        (), description="Paths logged to the release's MLflow run (reports/…, pictures/…)."
+    )
 
     @property
     def reports(self) -> dict[str, Path]:

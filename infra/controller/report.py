@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from infra.controller.record import ReleaseOutcome, StepRecord
 
@@ -50,10 +52,65 @@ def markdown(outcome: ReleaseOutcome) -> str:
     if outcome.notes:
         lines += ["", "## Notes", ""]
         lines += [f"- {note}" for note in outcome.notes]
+    lines += _pictures_section(outcome)
     if outcome.reports:
         lines += ["", "## Reports", ""]
-        lines += [f"- [{key}]({path.resolve().as_uri()})" for key, path in outcome.reports.items()]
+        lines += [_report_line(outcome, k, p, a) for k, (p, a) in report_artifacts(outcome).items()]
     return "\n".join(lines) + "\n"
+
+
+def report_artifacts(outcome: ReleaseOutcome) -> dict[str, tuple[Path, str]]:
+    """{report key: (file, path in the MLflow run)}: `reports/step-<w>-<a>/<file name>`,
+    `reports/step-<w>-<a>/<kind>/<file name>` where two kinds of a step share a file name."""
+    out: dict[str, tuple[Path, str]] = {}
+    for step in outcome.steps:
+        names = [path.name for path in step.reports.values()]
+        for kind, path in step.reports.items():
+            sub = f"{kind}/" if names.count(path.name) > 1 else ""
+            art = f"reports/step-{step.weight}-{step.attempt}/{sub}{path.name}"
+            out[f"{kind}-step-{step.weight}-{step.attempt}"] = (path, art)
+    return out
+
+
+def artifact_url(outcome: ReleaseOutcome, path: str) -> str | None:
+    """The MLflow UI's page of the run's artifact `path`; None: no UI known or not logged."""
+    run_page = outcome.links.get("mlflow")
+    if not run_page or path not in outcome.artifacts:
+        return None
+    return f"{run_page}/artifacts/{quote(path)}"
+
+
+def artifact_file_url(outcome: ReleaseOutcome, path: str) -> str | None:
+    """The MLflow server's URL of the artifact's bytes (`get-artifact`), for <img>."""
+    run_page = outcome.links.get("mlflow")
+    if not run_page or path not in outcome.artifacts or "/#/" not in run_page:
+        return None
+    base, _, route = run_page.partition("/#/")
+    run_id = route.rstrip("/").rsplit("/", 1)[-1]
+    return f"{base}/get-artifact?path={quote(path, safe='')}&run_uuid={quote(run_id, safe='')}"
+
+
+def _report_line(outcome: ReleaseOutcome, key: str, path: Path, art: str) -> str:
+    if (url := artifact_url(outcome, art)) is not None:
+        return f"- [{key}]({url})"
+    if art in outcome.artifacts:
+        return f"- {key}: `{art}` in the release's MLflow run"
+    return f"- {key}: `{path}` on the worker (not in an MLflow run)"
+
+
+def _pictures_section(outcome: ReleaseOutcome) -> list[str]:
+    pictures = [a for a in outcome.artifacts if a.startswith("pictures/")]
+    if not pictures:
+        return []
+    lines = ["", "## Pictures", ""]
+    for art in pictures:
+        page, image = artifact_url(outcome, art), artifact_file_url(outcome, art)
+        name = art.removeprefix("pictures/").removesuffix(".png")
+        if page is None or image is None:
+            lines.append(f"- {name}: `{art}` in the release's MLflow run")
+        else:
+            lines += [f"[![{name}]({image})]({page})", ""]
+    return lines
 
 
 def _steps_section(steps: tuple[StepRecord, ...]) -> list[str]:

@@ -143,8 +143,8 @@ def test_the_release_is_logged_as_an_mlflow_run(tmp_path: Path) -> None:
     assert run.data.tags["canaryflow.verdict"] == "promoted"
     assert run.data.tags["canaryflow.model_version"] == "2"
     assert run.data.metrics["step10.run1.latency.effect"] == pytest.approx(1.02)
-    names = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "reports/locust-step-10-1")}
-    assert names == {"reports/locust-step-10-1/locust.html"}
+    names = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "reports/step-10-1")}
+    assert names == {"reports/step-10-1/locust.html"}
 
 
 def test_an_unreachable_tracking_store_is_a_clear_error_naming_the_release(

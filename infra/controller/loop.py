@@ -100,6 +100,16 @@ class _Exposure:
                            exposed_s=now - (first if first is not None else now))  # fmt: skip
 
 
+def _advanced(records: list[StepRecord]) -> str:
+    """The reason of a rollout whose every step advanced: which passed, which only showed
+    no harm by their deadline (on_inconclusive: advance)."""
+    undecided = [f"{r.weight}%" for r in records if r.action == "advance" and r.outcome != "pass"]
+    if not undecided:
+        return "all steps passed"
+    return (f"all steps advanced; {', '.join(undecided)} inconclusive at the deadline with "
+            "no check failed (on_inconclusive: advance), the rest passed")  # fmt: skip
+
+
 def short_of_samples(verdict: StepVerdict, policy: CanaryPolicy) -> list[str]:
     """Undecided checks with fewer than their min_samples in a variant ("name n/min")."""
     short = []
@@ -176,7 +186,7 @@ class CanaryController:
                 return CanaryResult(passed=False, reasons=(records[-1].reason,),
                                     steps=tuple(records))  # fmt: skip
             self._soak(records[-1].elapsed_s, interval_s)
-        return CanaryResult(passed=True, reasons=("all steps passed",), steps=tuple(records))
+        return CanaryResult(passed=True, reasons=(_advanced(records),), steps=tuple(records))
 
     def run_step(
         self,

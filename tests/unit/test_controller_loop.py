@@ -142,6 +142,7 @@ def test_undecided_with_enough_samples_advances_at_the_deadline(tmp_path: Path) 
     assert "on_inconclusive: advance" in first.reason
     assert "would still need" in first.reason
     assert any(row["outcome"] == "inconclusive" for row in first.table)
+    assert result.reasons[0].startswith("all steps advanced; 10%")
 
     strict = CanaryPolicy(progress_deadline_s=30, on_inconclusive="rollback")
     result, _, _ = _run(good_canary(), tmp_path / "strict", strict)

@@ -106,8 +106,9 @@ def _advanced(records: list[StepRecord]) -> str:
     undecided = [f"{r.weight}%" for r in records if r.action == "advance" and r.outcome != "pass"]
     if not undecided:
         return "all steps passed"
+    rest = ", the rest passed" if len(undecided) < len(records) else ""
     return (f"all steps advanced; {', '.join(undecided)} inconclusive at the deadline with "
-            "no check failed (on_inconclusive: advance), the rest passed")  # fmt: skip
+            f"no check failed (on_inconclusive: advance){rest}")  # fmt: skip
 
 
 def short_of_samples(verdict: StepVerdict, policy: CanaryPolicy) -> list[str]:

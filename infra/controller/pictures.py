@@ -172,23 +172,13 @@ def _panel(
         kind = _kind(row["check"])
         margin = (margins or {}).get(kind)
         if margin is not None:
-            ax.hlines(
-                [margin.pass_at],
-                x - 0.35,
-                x + 0.35,
-                colors="tab:green",
-                linestyles="dashed",
-                label=None if "p" in drawn else "pass margin",
-            )
-            ax.hlines(
-                [margin.fail_at],
-                x - 0.35,
-                x + 0.35,
-                colors="tab:red",
-                linestyles="dotted",
-                label=None if "f" in drawn else "fail margin",
-            )
-            drawn |= {"p", "f"}  # fmt: skip
+            for key, at, color, style in (
+                ("pass", margin.pass_at, "tab:green", "dashed"),
+                ("fail", margin.fail_at, "tab:red", "dotted"),
+            ):
+                ax.hlines([at], x - 0.35, x + 0.35, colors=color, linestyles=style,
+                          label=None if key in drawn else f"{key} margin")  # fmt: skip
+                drawn.add(key)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([f"{r['check']}\n{r.get('outcome', '')} n={r.get('n_canary', '?')}"
                         for r in rows], fontsize=7)  # fmt: skip

@@ -17,9 +17,11 @@ from validation.evaluation import EvaluationSpec
 from validation.evaluation.gate import evaluate_offline
 from validation.evaluation.mlflow_scoring import (
     DIGEST_TAG,
+    SCORES_KEY_TAG,
     LocalScoring,
     MlflowScoring,
     load_dataset,
+    scores_key,
 )
 from validation.evaluation.source import prepare, register
 from validation.quality import FakeAnswerer
@@ -99,3 +101,32 @@ def test_set_registered_scored_and_pinned(tmp_path: Path) -> None:
     release_run = client.get_run(log_release_run(uri, outcome, tmp_path / "artifacts"))
     assert release_run.data.tags[DIGEST_TAG] == prepared.evalset.digest
     assert release_run.data.metrics["offline.eval.n"] == len(ROWS)
+
+
+def test_the_same_outputs_on_the_same_rows_are_scored_once(tmp_path: Path) -> None:
+    """The champion is scored in every release: identical outputs read the earlier run back;
+    one changed output, another scorer or another set is scored afresh."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "set.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    spec = SPEC.model_copy(update={"path": str(path)})
+    evalset = register(prepare(spec, None, uri), spec, uri).evalset
+    outputs = answer(20).complete([r.prompt for r in evalset.rows])
+    scoring = MlflowScoring(uri)
+
+    first, first_run = scoring.score(evalset, spec.scorers, outputs, "candidate", {})
+    again, again_run = scoring.score(evalset, spec.scorers, outputs, "champion", {})
+    assert (again, again_run) == (first, first_run)
+    local, _ = LocalScoring().score(evalset, spec.scorers, outputs, "candidate", {})
+    assert {r: {k: v.value for k, v in by.items()} for r, by in again.items()} == {
+        r: {k: v.value for k, v in by.items()} for r, by in local.items()
+    }
+    assert MlflowClient(uri).get_run(first_run).data.tags[SCORES_KEY_TAG] == scores_key(
+        evalset, spec.scorers, outputs
+    )
+
+    changed = [*outputs[:-1], "not json"]
+    _, changed_run = scoring.score(evalset, spec.scorers, changed, "candidate", {})
+    fewer = spec.scorers[:1]
+    _, fewer_run = scoring.score(evalset, fewer, outputs, "candidate", {})
+    assert len({first_run, changed_run, fewer_run}) == 3

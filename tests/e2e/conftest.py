@@ -1,11 +1,15 @@
 """Shared e2e fixtures: the Docker engine, per-session container labels, the serving image.
 
 Every container an e2e test starts carries `io.canaryflow.test-session=<id>`; the session
-finalizer removes whatever still carries it, even after a failed or interrupted test.
+finalizer removes whatever still carries it, even after a failed or interrupted test. A
+session killed before its finalizer ran (SIGKILL, a lost machine) leaves its containers
+behind, holding cores and ports: each session first removes the containers of sessions whose
+pytest process (`io.canaryflow.test-pid`) is gone.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +23,31 @@ from infra.image.smoke import docker_client as make_client
 
 SESSION_LABEL = "io.canaryflow.test-session"
 SESSION_ID = uuid.uuid4().hex[:12]
+PID_LABEL = "io.canaryflow.test-pid"
+
+
+def _alive(pid: str | None) -> bool:
+    if not (pid or "").isdigit():
+        return False
+    try:
+        os.kill(int(pid or "0"), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_dead_sessions(client: docker.DockerClient) -> list[str]:
+    """Remove the containers of e2e sessions whose pytest process is gone; their names."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": SESSION_LABEL}):
+        labels = container.labels or {}
+        if labels.get(SESSION_LABEL) == SESSION_ID or _alive(labels.get(PID_LABEL)):
+            continue
+        container.remove(force=True)
+        removed.append(str(container.name))
+    return removed
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +58,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client.ping()
     except docker.errors.DockerException as exc:
         pytest.fail(f"no Docker engine at {docker_host()} ({exc}); run `make setup`")
+    removed = sweep_dead_sessions(client)
+    if removed:
+        print(f"removed {len(removed)} containers of earlier, dead test sessions: {removed}")
     yield client
     for container in client.containers.list(
         all=True, filters={"label": f"{SESSION_LABEL}={SESSION_ID}"}
@@ -40,7 +72,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="session")
 def e2e_labels() -> dict[str, str]:
     """Put these on every container a test starts (the session finalizer removes them)."""
-    return {SESSION_LABEL: SESSION_ID}
+    return {SESSION_LABEL: SESSION_ID, PID_LABEL: str(os.getpid())}
 
 
 @pytest.fixture(scope="session")

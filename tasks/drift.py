@@ -25,6 +25,7 @@ from infra.registry import registry_from_uri
 from infra.registry.base import CHAMPION
 from infra.settings import Settings
 from infra.targets import make_target
+from tasks.retry import RETRY
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Reference:
     frame: pd.DataFrame
 
 
-@task(name="champion-reference", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="champion-reference", cache_policy=NONE, **RETRY)
 def champion_reference(spec: DriftCheckSpec) -> Reference:
     """The champion's golden set (what it was trained and validated on); empty without one."""
     from infra.controller.candidate import download

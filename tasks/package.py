@@ -8,9 +8,10 @@ from pathlib import Path
 from prefect import task
 
 from infra.registry import CHALLENGER, ModelVersion, registry_from_uri
+from tasks.retry import RETRY
 
 
-@task(name="package", retries=2, retry_delay_seconds=5, timeout_seconds=600)
+@task(name="package", **RETRY, timeout_seconds=600)
 def package(
     tracking_uri: str,
     name: str,

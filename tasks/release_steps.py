@@ -21,6 +21,7 @@ from infra.errors import DeployError, RegistryError, SmokeTestError, SpecError
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.reconcile import reconcile
+from tasks.retry import RETRY
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,14 @@ def load_spec(spec: ReleaseSpec | None, git: GitSource | None) -> ReleaseSpec:
     return load_spec_at(git.repo, git.sha, git.spec)
 
 
-@task(name="reconcile-target", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="reconcile-target", cache_policy=NONE, **RETRY)
 def reconcile_target(ports: ReleasePorts, model_name: str) -> str:
     """Finish or undo a half-done earlier release; refuse to start when it stays unsettled."""
     result = reconcile(ports.target, ports.registry, model_name)
     return f"{result.action}: {result.reason}"
 
 
-@task(name="resolve-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="resolve-candidate", cache_policy=NONE, **RETRY)
 def resolve_candidate(spec: ReleaseSpec, ports: ReleasePorts) -> Candidate:
     """models:/NAME/VERSION or @ALIAS → downloaded files; a directory → itself."""
     return resolve(spec, ports.registry, ports.work_dir)
@@ -67,14 +68,14 @@ def validate_candidate(candidate: Candidate, ports: ReleasePorts) -> CheckReport
     return ports.check.check(candidate.model_dir, champion)
 
 
-@task(name="reject-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="reject-candidate", cache_policy=NONE, **RETRY)
 def reject_candidate(candidate: Candidate, ports: ReleasePorts, reasons: tuple[str, ...]) -> None:
     """Tag a registered candidate rejected with `reasons` (a local dir was never registered)."""
     if candidate.version is not None:
         ports.registry.reject(candidate.name, candidate.version, list(reasons))
 
 
-@task(name="package-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="package-candidate", cache_policy=NONE, **RETRY)
 def package_candidate(candidate: Candidate, ports: ReleasePorts, release_id: str) -> Candidate:
     """Register a local candidate as `challenger` (idempotent on content)."""
     return register(ports.registry, candidate, {"canaryflow.release_id": release_id})
@@ -137,7 +138,7 @@ def run_canary(
                           interval_s=spec.canary.interval_s)  # fmt: skip
 
 
-@task(name="decide", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="decide", cache_policy=NONE, **RETRY)
 def decide(
     result: CanaryResult, candidate: Candidate, ports: ReleasePorts
 ) -> tuple[Verdict, tuple[str, ...]]:
@@ -155,7 +156,7 @@ def settle_target(ports: ReleasePorts, model_name: str) -> str:
     return settle_after_failure(ports.target, ports.registry, model_name)
 
 
-@task(name="abort-canary", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="abort-canary", cache_policy=NONE, **RETRY)
 def abort_canary(candidate: Candidate, ports: ReleasePorts, reasons: tuple[str, ...]) -> None:
     """Roll back a canary that could not be deployed (whatever part of it exists)."""
     ops.rollback(ports.target, ports.registry, candidate.name, reasons)

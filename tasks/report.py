@@ -32,6 +32,7 @@ from infra.controller import pictures, report
 from infra.controller.record import ReleaseOutcome
 from infra.errors import RegistryError
 from infra.tracking import experiment_id
+from tasks.retry import RETRY
 
 if TYPE_CHECKING:
     from validation.analysis.policy import CanaryPolicy
@@ -67,7 +68,7 @@ def publish_report(outcome: ReleaseOutcome) -> str:
     return key
 
 
-@task(name="log-release-run", retries=2, retry_delay_seconds=5)
+@task(name="log-release-run", **RETRY)
 def log_release_run_task(
     tracking_uri: str, outcome: ReleaseOutcome, policy: CanaryPolicy | None = None
 ) -> LoggedRun:

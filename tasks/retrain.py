@@ -20,6 +20,7 @@ from infra.training.lineage import RetrainRun, lineage_tags
 from infra.training.request import TrainerResult
 from infra.training.spec import RetrainSpec, release_parameters
 from infra.training.trainers import make_trainer
+from tasks.retry import RETRY
 
 
 @task(name="effective-spec", cache_policy=NONE)
@@ -32,7 +33,7 @@ def effective_spec(spec: RetrainSpec, drift: dict[str, Any] | None) -> RetrainSp
     return spec
 
 
-@task(name="start-retrain", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="start-retrain", cache_policy=NONE, **RETRY)
 def start_retrain(
     spec: RetrainSpec, drift: dict[str, Any] | None, event_id: str | None
 ) -> jobs.RetrainJob:
@@ -107,7 +108,7 @@ def train_candidate(
     return result, model
 
 
-@task(name="register-candidate", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="register-candidate", cache_policy=NONE, **RETRY)
 def register(
     spec: RetrainSpec, job: jobs.RetrainJob, data: TrainingData,
     result: TrainerResult, model: CheckedModel,
@@ -150,7 +151,7 @@ def _run(job: jobs.RetrainJob) -> RetrainRun:
     return RetrainRun(MlflowClient(Settings().mlflow_uri()), job.run_id)
 
 
-@task(name="start-release", cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(name="start-release", cache_policy=NONE, **RETRY)
 def start_release(spec: RetrainSpec, version: str) -> str:
     """Create a run of the release deployment for `version` (not waiting); its flow run id."""
     from prefect.client.schemas.objects import FlowRun

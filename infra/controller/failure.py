@@ -1,6 +1,7 @@
 """A failure on the release path becomes a verdict, never a bare traceback.
 
     verdict, reasons = judge_failure(exc, phase="package")     # ("error", (...,))
+    worth_retrying(exc)                                        # the tasks' retry condition
     note = settle_after_failure(target, registry, "my-model")  # what the target holds now
 
 Verdicts (record.Verdict): a version an earlier release rejected is `rejected` again (the
@@ -22,7 +23,15 @@ from __future__ import annotations
 import logging
 
 from infra.controller.record import Verdict
-from infra.errors import CanaryflowError, RegistryError, RejectedVersionError
+from infra.errors import (
+    CanaryflowError,
+    ClusterUnavailableError,
+    EngineUnavailableError,
+    RegistryError,
+    RegistryUnreachableError,
+    RejectedVersionError,
+    RouterUnreachableError,
+)
 from infra.registry.base import ModelRegistry
 from infra.targets.base import DeployTarget
 from infra.targets.reconcile import reconcile
@@ -48,6 +57,21 @@ _ADVICE = {
     "next release finishes or undoes it (reconcile)",
 }
 _DEFAULT_ADVICE = "run the release again once the cause above is fixed"
+
+
+# Named errors a retry can mend: something did not answer for a moment.
+TRANSIENT = (RegistryUnreachableError, EngineUnavailableError, ClusterUnavailableError,
+             RouterUnreachableError)  # fmt: skip
+
+
+def worth_retrying(exc: object) -> bool:
+    """Whether a task that raised `exc` should run again: an unreachable store, engine,
+    cluster or router, or an error that is not one of canaryflow's (an OS or network error
+    from below); never a named refusal (a rejected version, a bad spec, a busy target),
+    which a retry only repeats after a delay."""
+    if isinstance(exc, TRANSIENT):
+        return True
+    return isinstance(exc, Exception) and not isinstance(exc, CanaryflowError)
 
 
 def judge_failure(exc: BaseException, phase: str) -> tuple[Verdict, tuple[str, ...]]:

@@ -12,6 +12,7 @@ import errno
 from pathlib import Path
 
 import pytest
+from prefect import flow, task
 from prefect.artifacts import Artifact
 
 from flows.release import release, run_release
@@ -21,11 +22,14 @@ from infra.controller.ports import ReleasePorts, StepEvidence
 from infra.errors import (
     ImageBuildError,
     RegistryUnreachableError,
+    RejectedVersionError,
     ReleaseFailedError,
+    SpecError,
 )
 from infra.registry import CHALLENGER, CHAMPION, FakeRegistry
 from infra.spec import ReleaseSpec
 from infra.targets.fake import FakeTarget
+from tasks.retry import RETRY
 from tests.fixtures import release_ports
 from tests.fixtures.release_ports import (
     harness,  # noqa: F401 (autouse fixture)
@@ -188,3 +192,31 @@ def test_a_version_rejected_before_is_a_rejected_verdict(tmp_path: Path) -> None
     assert "rejected by an earlier release (quality 0.40 vs 0.98)" in outcome.reasons[0]
     assert record().startswith("# Verdict: rejected")
     assert_unchanged(ports)
+
+
+@pytest.mark.parametrize(
+    ("exc", "tries"),
+    [
+        (RejectedVersionError("v2 was rejected by an earlier release"), 1),
+        (SpecError("canary.steps must increase"), 1),
+        (RegistryUnreachableError("the MLflow store did not answer"), 3),
+        (OSError(errno.ECONNRESET, "connection reset"), 3),
+    ],
+)
+def test_tasks_retry_what_a_retry_can_mend_and_nothing_else(exc: Exception, tries: int) -> None:
+    """A named refusal fails at once (it used to fail three times, 10 s later); an
+    unreachable store or an OS error gets its two retries."""
+    calls: list[int] = []
+
+    @task(**{**RETRY, "retry_delay_seconds": 0})
+    def step() -> None:
+        calls.append(1)
+        raise exc
+
+    @flow
+    def run() -> None:
+        step()
+
+    with pytest.raises(type(exc)):
+        run()
+    assert len(calls) == tries

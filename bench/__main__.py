@@ -20,6 +20,7 @@ from bench import (
     drift,
     lead_time,
     loadgen,
+    offline_scoring,
     rollback,
     router,
     sequential,
@@ -32,6 +33,7 @@ from bench.stack import close_vllm_stack
 
 BENCHES: dict[str, ModuleType] = {
     "drift": drift,
+    "offline_scoring": offline_scoring,
     "serving": serving,
     "router": router,
     "transitions": transitions,
@@ -43,7 +45,8 @@ BENCHES: dict[str, ModuleType] = {
 }
 USES_VLLM_STACK = {"serving", "router", "transitions"}
 # what a benchmark needs left of the time budget to start in a full run (s; measured here)
-MIN_LEFT_S = {"drift": 150, "serving": 240, "router": 270, "transitions": 210, "loadgen": 90,
+MIN_LEFT_S = {"drift": 150, "offline_scoring": 300, "serving": 240, "router": 270,
+              "transitions": 210, "loadgen": 90,
               "rollback": 60, "lead_time": 480, "sequential": 600,
               "aa_placement": 720}  # fmt: skip
 

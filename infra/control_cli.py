@@ -119,8 +119,16 @@ def send_approval(store: ReleaseControls, release_id: str, form: ApprovalInput) 
     from prefect.exceptions import FlowPauseTimeout, NotPausedError
     from prefect.flow_runs import resume_flow_run
 
+    run_id = UUID(state.flow_run_id)
     try:
-        resume_flow_run(UUID(state.flow_run_id), run_input=form.model_dump())
+        for wait in (0.5, 1, 2, 4, 0):  # the run pauses a moment after the ask is written
+            try:
+                resume_flow_run(run_id, run_input=form.model_dump())
+                return
+            except NotPausedError:
+                if not wait:
+                    raise
+                time.sleep(wait)
     except FlowPauseTimeout:
         raise late from None
     except NotPausedError:

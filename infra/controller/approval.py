@@ -146,8 +146,9 @@ class PrefectApprover:
 
 
 def _running_again() -> None:
-    """After a pause timed out the run stays Paused on the server, and Prefect refuses to
-    run tasks of a paused run: set it Running so the rollback tasks can run."""
+    """After a pause timed out the run is still Paused on the server; left so, the server
+    ends it Failed although the release then rolls back and records its verdict as usual
+    (measured: PAUSED → FAILED). Set Running, it ends Completed like any judged release."""
     from prefect.client.orchestration import get_client
     from prefect.context import FlowRunContext
     from prefect.states import Running

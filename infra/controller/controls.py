@@ -124,7 +124,13 @@ class ReleaseControls:
         version: str | None = None,
         flow_run_id: str | None = None,
     ) -> None:
-        """A release starts: it accepts requests from now on."""
+        """A release starts: it accepts requests from now on. An earlier release of the
+        model still marked running died on the way (one release per target at a time):
+        it is closed as abandoned, since this release's reconcile settles its target."""
+        for old in self.releases():
+            if old.model == model and old.state != "finished" and old.release_id != release_id:
+                self.close(old.release_id, f"abandoned (its run stopped; {release_id} "
+                           "reconciled the target)")  # fmt: skip
         with self._locked(release_id):
             self._save(ControlState(release_id=release_id, model=model, version=version,
                                     flow_run_id=flow_run_id))  # fmt: skip

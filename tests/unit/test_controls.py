@@ -94,6 +94,13 @@ def test_an_approval_is_refused_when_none_is_pending_or_after_its_timeout(
         send_approval(controls, RID, form)
 
 
+def test_a_new_release_of_the_model_closes_one_whose_run_died(controls: ReleaseControls) -> None:
+    controls.open("tiny-chat-20261201t180000z-def456", "tiny-chat")
+    with pytest.raises(ReleaseNotRunningError, match="abandoned"):
+        controls.request(RID, "pause", "ana")
+    controls.request("tiny-chat-20261201t180000z-def456", "pause", "ana")
+
+
 def test_status_lists_releases_with_their_step(controls: ReleaseControls) -> None:
     controls.take(RID, 10, 200)
     table = status_table(controls.releases())

@@ -7,8 +7,10 @@
 The git form is what the `canaryflow.git.push` trigger starts (prefect.yaml): the spec is the
 file at that commit, and the commit is recorded with the verdict.
 
+open controls (manual requests; a manual approval nobody could give is refused here) →
 reconcile → resolve → validate (reject early) → package → build + smoke → first deploy
-(stable + champion, no canary) or deploy canary → canary steps → decide → report.
+(stable + champion, no canary) or deploy canary → canary steps (pause / resume / promote /
+abort by hand at any look) → approval (canary.approval: manual) → decide → report.
 The flow only calls tasks (tasks/release_steps.py, tasks/report.py) and branches on them.
 
 A failure anywhere on that path is a verdict too (infra/controller/failure.py): `error`
@@ -26,7 +28,14 @@ from prefect import flow
 from infra.controller.candidate import Candidate
 from infra.controller.failure import judge_failure
 from infra.controller.ports import ReleasePorts
-from infra.controller.record import ReleaseOutcome, StepRecord, Stopwatch, Verdict, new_release_id
+from infra.controller.record import (
+    ManualAction,
+    ReleaseOutcome,
+    StepRecord,
+    Stopwatch,
+    Verdict,
+    new_release_id,
+)
 from infra.controller.report import slug
 from infra.controller.wiring import real_ports
 from infra.errors import RegistryError, ReleaseFailedError
@@ -81,10 +90,12 @@ def run_release(
 
 
 _Judged = tuple[Verdict, tuple[str, ...], tuple[StepRecord, ...]]
-_PAST_DEPLOY = ("deploy", "canary", "decide")
+_PAST_DEPLOY = ("deploy", "canary", "approval", "decide")
 
 
 def _judge(spec: ReleaseSpec, ports: ReleasePorts, record: _Recorder) -> _Judged:
+    steps.open_controls(spec, ports, record.release_id)
+    record.controlled = True
     record.enter("reconcile")
     steps.reconcile_target(ports, record.candidate.name)
     record.enter("resolve")
@@ -130,6 +141,11 @@ def _deploy_and_judge(
     record.enter("canary")
     result = steps.run_canary(spec, candidate, ports, record.release_id)
     record.watch.lap("canary")
+    by_hand = bool(result.steps) and result.steps[-1].action == "promote"  # already a person's
+    if result.passed and spec.canary.approval == "manual" and not by_hand:
+        record.enter("approval")
+        result, record.approval = steps.await_approval(spec, result, ports, record.release_id)
+        record.watch.lap("approval")
     record.enter("decide")
     verdict, reasons = steps.decide(result, candidate, ports)
     record.watch.lap("decide")
@@ -155,6 +171,8 @@ class _Recorder:
         self.candidate = Candidate(name=name, model_dir=Path(), version=version)
         self.phase = "start"
         self.failed_in: str | None = None
+        self.approval: ManualAction | None = None
+        self.controlled = False
 
     def enter(self, phase: str) -> None:
         """The next phase begins (printed: the flow's log shows where a release is)."""
@@ -170,7 +188,10 @@ class _Recorder:
                                  version=candidate.version, verdict=verdict, reasons=reasons,
                                  steps=step_records, timings=self.watch.laps,
                                  metrics=self.metrics, tags=self.tags, image=self.image,
-                                 source=self.source, phase=self.failed_in)  # fmt: skip
+                                 source=self.source, phase=self.failed_in,
+                                 approval=self.approval)  # fmt: skip
+        if self.controlled:
+            steps.close_controls(self.ports, self.release_id, verdict)
         uri, run_id, unlogged, notes = self.ports.tracking_uri, None, None, list[str]()
         artifacts: tuple[str, ...] = ()
         if uri:

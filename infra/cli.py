@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from infra.errors import CanaryflowError
+from infra.errors import CanaryflowError, ControlError
 
 
 def add_model_flags(
@@ -82,15 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--alias", default="challenger", help="alias to point at the new version")
     td.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: local)")
     td.set_defaults(run=_train_demo)
+    from infra.control_cli import add_control_commands
+
+    add_control_commands(sub)
     return parser
 
 
 def run(ns: argparse.Namespace, prog: str = "canaryflow") -> int:
-    """Run the parsed command; bad settings exit 2, a named error exits 1, both said plainly."""
+    """Run the parsed command; bad settings or a refused control request (ControlError:
+    nothing changed) exit 2, another named error exits 1, all said plainly."""
     try:
         return int(ns.run(ns))
     except PydanticValidationError as e:
         print(f"{prog}: invalid settings:\n{e}", file=sys.stderr)
+        return 2
+    except ControlError as e:
+        print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except CanaryflowError as e:
         print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)

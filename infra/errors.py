@@ -4,6 +4,13 @@ A failed release names one of these; its message says what is wrong and what to 
 
 CanaryflowError
 ├── SpecError                        a release spec or setting is invalid (e.g. unknown target)
+│   └── ApprovalUnavailableError     canary.approval: manual, but nobody could give it (no flow run)
+├── ControlError                     a manual action on a release was refused; nothing changed
+│   ├── UnknownReleaseError          no release with that id under the state dir
+│   ├── ReleaseNotRunningError       the release has finished (its verdict is named)
+│   ├── ReleaseDecidedError          a promote or abort was already applied to it
+│   ├── ApprovalNotPendingError      the release is not waiting for an approval
+│   └── ApprovalTimedOutError        the approval came after its timeout (it rolled back)
 ├── ValidationError                  the candidate is rejected before anything is deployed
 │   ├── ArtifactError                files, config or tokenizer are broken
 │   │   ├── MissingFileError         a required model file is absent
@@ -77,6 +84,36 @@ class CanaryflowError(Exception):
 
 class SpecError(CanaryflowError):
     """A release spec or setting is invalid; nothing was started."""
+
+
+class ApprovalUnavailableError(SpecError):
+    """canary.approval is manual but the release runs where nobody can approve it (outside a
+    Prefect flow run with an API server); refused before anything is deployed."""
+
+
+class ControlError(CanaryflowError):
+    """A manual action (canaryflow pause|resume|promote|abort|approve) was refused; the
+    release and what serves are unchanged. The message says why and what to do."""
+
+
+class UnknownReleaseError(ControlError):
+    """No release with that id under the state dir; `canaryflow status` lists them."""
+
+
+class ReleaseNotRunningError(ControlError):
+    """The release has finished; its verdict stands (start a new release to change it)."""
+
+
+class ReleaseDecidedError(ControlError):
+    """A promote or abort was already applied; the release is finishing it."""
+
+
+class ApprovalNotPendingError(ControlError):
+    """The release is not waiting for an approval (not yet at the end, or no approval asked)."""
+
+
+class ApprovalTimedOutError(ControlError):
+    """The approval came after its timeout: the release was rolled back."""
 
 
 class ValidationError(CanaryflowError):

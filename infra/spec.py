@@ -147,6 +147,16 @@ class CanaryStrategy(_Spec):
         default_factory=CanaryPolicy,
         description="Checks, thresholds and deadlines of the analysis.",
     )
+    approval: Literal["auto", "manual"] = Field(
+        "auto",
+        description="auto: promote once every step advanced; manual: then wait for a "
+        "person's approval (the Prefect UI's input form, or `canaryflow approve RELEASE "
+        "[--reject]`) and roll back when none comes within approval_timeout_s.",
+    )
+    approval_timeout_s: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="Seconds a manual approval may take (then "
+        "the canary is rolled back).",
+    )  # fmt: skip
 
     @field_validator("steps")
     @classmethod

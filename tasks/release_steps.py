@@ -12,12 +12,19 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from infra.controller import decide as ops
+from infra.controller.approval import ask_approval, judge_approval
 from infra.controller.candidate import Candidate, champion_dir, register, resolve
 from infra.controller.failure import settle_after_failure
 from infra.controller.loop import CanaryController
 from infra.controller.ports import CheckReport, ReleasePorts
-from infra.controller.record import CanaryResult, Verdict
-from infra.errors import DeployError, RegistryError, SmokeTestError, SpecError
+from infra.controller.record import CanaryResult, ManualAction, Verdict
+from infra.errors import (
+    ApprovalUnavailableError,
+    DeployError,
+    RegistryError,
+    SmokeTestError,
+    SpecError,
+)
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.reconcile import reconcile
@@ -130,12 +137,57 @@ def run_canary(
     spec: ReleaseSpec, candidate: Candidate, ports: ReleasePorts, release_id: str
 ) -> CanaryResult:
     """Every step: weights → batches, each judged sequentially → advance / retry / rollback."""
+    looks = None if ports.controls is None else ports.controls.bind(release_id)
     controller = CanaryController(ports.target, ports.load(candidate.model_dir),
                                   clock=ports.clock, sleep=ports.sleep,
-                                  progress=print)  # fmt: skip
+                                  progress=print, controls=looks)  # fmt: skip
     out_dir = ports.work_dir / release_id
-    return controller.run(spec.canary.steps, spec.canary.policy, out_dir,
-                          interval_s=spec.canary.interval_s)  # fmt: skip
+    result = controller.run(spec.canary.steps, spec.canary.policy, out_dir,
+                            interval_s=spec.canary.interval_s)  # fmt: skip
+    if ports.controls is not None:  # later requests are refused, not left unapplied
+        ports.controls.update(release_id, phase="decide")
+    return result
+
+
+@task(name="open-controls", cache_policy=NONE)
+def open_controls(spec: ReleaseSpec, ports: ReleasePorts, release_id: str) -> None:
+    """Take manual requests for this release from now on; refuse a manual approval nobody
+    could give (ApprovalUnavailableError) before anything is deployed."""
+    if spec.canary.approval == "manual":
+        why = (
+            "no approver is configured" if ports.approver is None else ports.approver.unavailable()
+        )
+        if why is not None:
+            raise ApprovalUnavailableError(f"canary.approval is manual but {why}; nothing was "
+                                           "deployed")  # fmt: skip
+    if ports.controls is not None:
+        from prefect.runtime import flow_run
+
+        name, version, _alias = spec.model_ref()
+        run_id = flow_run.get_id()
+        ports.controls.open(release_id, name, version, str(run_id) if run_id else None)
+
+
+@task(name="await-approval", cache_policy=NONE)
+def await_approval(
+    spec: ReleaseSpec, result: CanaryResult, ports: ReleasePorts, release_id: str
+) -> tuple[CanaryResult, ManualAction]:
+    """Every step advanced: wait for a person's approve / reject (timeout → rolled back)."""
+    if ports.approver is None:
+        raise ApprovalUnavailableError("canary.approval is manual but no approver is configured")
+    timeout = spec.canary.approval_timeout_s
+    summary = (f"Release `{release_id}` ({spec.model}): {'; '.join(result.reasons)}. Approve "
+               f"to promote, reject to roll back; no answer within {timeout:.0f} s rolls back. "
+               f"CLI: `canaryflow approve {release_id} [--reject]`.")  # fmt: skip
+    action = ask_approval(ports.approver, ports.controls, release_id, timeout, summary)
+    return judge_approval(result, action), action
+
+
+@task(name="close-controls", cache_policy=NONE)
+def close_controls(ports: ReleasePorts, release_id: str, verdict: str) -> None:
+    """The verdict is in: later manual requests are refused with it."""
+    if ports.controls is not None:
+        ports.controls.close(release_id, verdict)
 
 
 @task(name="decide", cache_policy=NONE, **RETRY)

@@ -9,6 +9,8 @@ candidate.py  resolve models:/… or a directory to files; register a local cand
 record.py     StepRecord, CanaryResult, ReleaseOutcome (the flow's return value)
 report.py     the decision record as markdown, table rows and MLflow metrics
 wiring.py     real_ports(spec): the spec's target, MLflow, Locust + Evidently, vLLM checks
+controls.py   manual pause / resume / promote / abort requests (file-backed; memory fake)
+approval.py   canary.approval: manual (Prefect pause with an input form; fake approver)
 
 Prefect wraps these in tasks/release_steps.py and tasks/report.py; flows/release.py only
 calls those tasks.

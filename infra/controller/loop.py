@@ -18,6 +18,11 @@ The confidence sequences are valid at every look, and `alpha` is
 split over checks and steps, so an identical canary is rolled back with probability at
 most `alpha` over the whole rollout. The loop never promotes or rolls back itself:
 decide.py does, so the decision is recorded before the target is touched.
+
+Manual gates (controls.py): at every look the loop takes the release's new requests. pause
+holds (no batches, weights kept, the step's clock and deadline stopped) until resume;
+promote ends the loop as passed ("promoted by X at step N%"), abort as rolled back
+("aborted by X at step N%"); each is recorded with who, when and the step's evidence then.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.controller.controls import ReleaseLooks, take_requests
 from infra.controller.ports import Clock, Sleep, StepEvidence, StepLoad
-from infra.controller.record import BlastRadius, CanaryResult, StepRecord
+from infra.controller.record import BlastRadius, CanaryResult, ManualAction, StepRecord
 from infra.errors import (
     DeployError,
     LoadError,
@@ -146,6 +152,8 @@ class _Step:
     paused: int = 0
     requests: int = 0
     reports: dict[str, Path] = field(default_factory=dict)
+    manual: list[ManualAction] = field(default_factory=list)
+    held_s: float = 0.0
 
 
 class CanaryController:
@@ -160,8 +168,10 @@ class CanaryController:
         sleep: Sleep = time.sleep,
         max_runs_per_step: int = 1000,
         progress: Callable[[str], None] | None = None,
+        controls: ReleaseLooks | None = None,
     ) -> None:
         self.progress = progress
+        self.controls = controls
         self.target = target
         self.load = load
         self.clock = clock
@@ -183,8 +193,8 @@ class CanaryController:
                 reason = f"{type(exc).__name__} at {weight}%: {exc}"
                 return CanaryResult(passed=False, aborted=True, reasons=(reason,),
                                     steps=tuple(records))  # fmt: skip
-            if not ok:
-                return CanaryResult(passed=False, reasons=(records[-1].reason,),
+            if not ok or records[-1].action == "promote":
+                return CanaryResult(passed=ok, reasons=(records[-1].reason,),
                                     steps=tuple(records))  # fmt: skip
             self._soak(records[-1].elapsed_s, interval_s)
         return CanaryResult(passed=True, reasons=(_advanced(records),), steps=tuple(records))
@@ -216,6 +226,10 @@ class CanaryController:
         rollout.analysis = analysis
         verdict = analysis.verdict(Look(0, 0.0))
         while step.batches < self.max_runs_per_step:
+            manual = self._manual(step, attempt, verdict, policy, exposure)
+            if manual is not None:
+                records.append(manual)
+                return manual.action == "promote", failures
             evidence = self._batch(step, _batch_size(policy, verdict, weight))
             look = Look(step.requests, self.clock() - step.started)
             if evidence is None:  # the load is off and no user traffic came: wait
@@ -267,6 +281,35 @@ class CanaryController:
         records.append(self._record(step, attempt, verdict, verdict.outcome.value, "rollback",
                                     reason, exposure.radius(self.clock())))  # fmt: skip
         return False, failures
+
+    def _manual(
+        self,
+        step: _Step,
+        attempt: int,
+        verdict: StepVerdict,
+        policy: CanaryPolicy,
+        exposure: _Exposure,
+    ) -> StepRecord | None:
+        """The release's new requests (holding while paused); a promote or abort ends the
+        step: its record. None: carry on."""
+        if self.controls is None:
+            return None
+        taken = take_requests(self.controls, step.weight, step.requests, verdict.table(),
+                              clock=self.clock, sleep=self.sleep, pause_s=policy.pause_s,
+                              say=self.progress)  # fmt: skip
+        step.manual += taken.actions
+        step.held_s += taken.held_s
+        step.started += taken.held_s  # the deadline clock does not run while paused
+        done = taken.final
+        if done is None:
+            return None
+        word = "promoted" if done.action == "promote" else "aborted"
+        reason = f"{word} by {done.by} at step {step.weight}% ({step.requests} requests)"
+        reason += f": {done.note}" if done.note else ""
+        if done.action == "promote":
+            return self._record(step, attempt, verdict, "manual", "promote", reason)
+        return self._record(step, attempt, verdict, "manual", "rollback", reason,
+                            exposure.radius(self.clock()))  # fmt: skip
 
     def _say(self, step: _Step, verdict: StepVerdict) -> None:
         """One line per batch for people watching: weight, evidence so far, each check."""
@@ -336,12 +379,15 @@ class CanaryController:
         radius: BlastRadius | None = None,
     ) -> StepRecord:
         table = [] if outcome == "hard_failure" else verdict.table()
-        return StepRecord(weight=step.weight, attempt=attempt, requests=step.requests,
+        record = StepRecord(weight=step.weight, attempt=attempt, requests=step.requests,
                           outcome=outcome, action=action, reason=reason, table=table,
                           elapsed_s=self.clock() - step.started, reports=dict(step.reports),
                           batches=step.batches, paused_batches=step.paused,
                           paused=PAUSED if step.paused else None,
-                          blast_radius=radius)  # fmt: skip
+                          blast_radius=radius, manual=tuple(step.manual),
+                          held_s=step.held_s)  # fmt: skip
+        step.manual.clear()  # each action in exactly one record
+        return record
 
     def _soak(self, elapsed_s: float, interval_s: float) -> None:
         if interval_s > elapsed_s:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from infra.controller.approval import Approver
+from infra.controller.controls import ReleaseControls
 from infra.registry.base import ModelRegistry
 from infra.targets.base import DeployTarget
 from validation.analysis import CanaryHealth
@@ -118,3 +120,7 @@ class ReleasePorts:
     """MLflow store for the release run; None: no MLflow run is logged."""
     clock: Clock = time.monotonic
     sleep: Sleep = time.sleep
+    controls: ReleaseControls | None = None
+    """Manual pause / resume / promote / abort (controls.py); None: none taken."""
+    approver: Approver | None = None
+    """Gives canary.approval: manual its answer (approval.py); None: such specs are refused."""

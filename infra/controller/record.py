@@ -41,6 +41,28 @@ class BlastRadius(_Record):
     )  # fmt: skip
 
 
+class ManualAction(_Record):
+    """A person's action on a running release (infra/controller/controls.py), as applied."""
+
+    action: str = Field(description="pause | resume | promote | abort | approve | reject")
+    by: str = Field(description="Who asked (the CLI's --by, else the login name).")
+    at: str = Field(description="When it was asked (UTC, ISO 8601).")
+    note: str = ""
+    weight: int | None = Field(None, description="Canary weight (%) when it was applied.")
+    requests: int | None = Field(None, description="Requests of that step so far.")
+    evidence: list[dict[str, Any]] = Field(
+        default_factory=list, description="The step's StepVerdict.table() at that moment."
+    )
+
+    def line(self) -> str:
+        """e.g. "promote by ana at 2026-12-01T17:00:00Z at step 25% (400 requests)"."""
+        where = f" at step {self.weight}%" if self.weight is not None else ""
+        where += f" ({self.requests} requests)" if self.requests is not None else ""
+        return f"{self.action} by {self.by} at {self.at}{where}" + (
+            f": {self.note}" if self.note else ""
+        )
+
+
 class StepRecord(_Record):
     """One canary step: its batches, every check's sequential verdict, and the action."""
 
@@ -50,8 +72,8 @@ class StepRecord(_Record):
         "starts a fresh one."
     )
     requests: int = Field(description="Requests the step's batches were sized to, in all.")
-    outcome: str = Field(description="pass | fail | inconclusive | hard_failure | paused")
-    action: str = Field(description="advance | retry | rollback")
+    outcome: str = Field(description="pass | fail | inconclusive | hard_failure | manual")
+    action: str = Field(description="advance | retry | rollback | promote (manual)")
     reason: str
     table: list[dict[str, Any]] = Field(
         description="StepVerdict.table() at the decision: one row per check (per quantile), "
@@ -65,6 +87,10 @@ class StepRecord(_Record):
     blast_radius: BlastRadius | None = Field(
         None, description="On the step that rolled back: what the canary did to users."
     )
+    manual: tuple[ManualAction, ...] = Field(
+        (), description="Manual actions applied during the step (pause, resume, promote, abort)."
+    )
+    held_s: float = Field(0.0, description="Seconds the step was held by a manual pause.")
 
 
 class CanaryResult(_Record):
@@ -112,6 +138,15 @@ class ReleaseOutcome(_Record):
     artifacts: tuple[str, ...] = Field(
         (), description="Paths logged to the release's MLflow run (reports/…, pictures/…)."
     )
+    approval: ManualAction | None = Field(
+        None, description="The manual approval before the promote (canary.approval: manual)."
+    )
+
+    @property
+    def manual(self) -> tuple[ManualAction, ...]:
+        """Every manual action of the release, in order (steps', then the approval)."""
+        steps = tuple(a for s in self.steps for a in s.manual)
+        return steps + ((self.approval,) if self.approval is not None else ())
 
     @property
     def reports(self) -> dict[str, Path]:

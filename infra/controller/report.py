@@ -42,6 +42,7 @@ def markdown(outcome: ReleaseOutcome) -> str:
             lines += ["", "**The candidate supplied its own evaluation set** "
                       "(allow_candidate_golden): it chose the rows it was judged on."]  # fmt: skip
     lines += _steps_section(outcome.steps)
+    lines += _manual_section(outcome)
     lines += _blast_section(outcome)
     if outcome.timings:
         lines += ["", "## Timings (s)", "", "| phase | seconds |", "|---|---|"]
@@ -129,6 +130,24 @@ def _steps_section(steps: tuple[StepRecord, ...]) -> list[str]:
     lines += [f"- {s.weight}% run {s.attempt}: **{s.action}** after {s.requests} requests, "
               f"{s.elapsed_s:.0f} s" + (f" ({s.paused} in {s.paused_batches} of {s.batches} "
               "batches)" if s.paused else "") + f" — {s.reason}" for s in steps]  # fmt: skip
+    return lines
+
+
+def _manual_section(outcome: ReleaseOutcome) -> list[str]:
+    """Who did what by hand, when, at which step, with the step's estimates then."""
+    if not outcome.manual:
+        return []
+    lines = ["", "## Manual actions", ""]
+    for done in outcome.manual:
+        lines.append(f"- **{done.action}** by {done.by} at {done.at}"
+                     + (f", step {done.weight}% after {done.requests} requests"
+                        if done.weight is not None else "")
+                     + (f" — {done.note}" if done.note else ""))  # fmt: skip
+        lines += [f"  - {row.get('check')}: {row.get('outcome')}, canary "
+                  f"{_fmt(row.get('canary'))} vs stable {_fmt(row.get('stable'))}, effect "
+                  f"{_fmt(row.get('effect'))} (CS {_fmt(row.get('ci'))}), n "
+                  f"{_fmt(row.get('n_canary'))}/{_fmt(row.get('n_stable'))}"
+                  for row in done.evidence]  # fmt: skip
     return lines
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.controller.approval import PrefectApprover
+from infra.controller.controls import FileControls
 from infra.controller.offline_check import OfflineCheck
 from infra.controller.ports import ReleasePorts
 from infra.registry import registry_from_uri
@@ -46,6 +48,8 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
         ),
         work_dir=settings.state / "releases",
         tracking_uri=uri,
+        controls=FileControls(settings.state / "releases"),
+        approver=PrefectApprover(),
     )
 
 

@@ -29,7 +29,8 @@ from infra.targets.docker_config import DEFAULT_DOCKER_HOST
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 WORK_POOL = "canaryflow-process"
-LOCAL_DEPLOYMENTS = ("release", "drift-check", "retrain")  # release-k8s needs a cluster
+# release-k8s needs a cluster; control-release is the Prefect UI's pause/resume/promote/abort
+LOCAL_DEPLOYMENTS = ("release", "control-release", "drift-check", "retrain")
 PREFECT_PORT = int(os.environ.get("CANARYFLOW_PREFECT_PORT", "4200"))
 MLFLOW_PORT = int(os.environ.get("CANARYFLOW_MLFLOW_PORT", "5000"))
 PREFECT_API_URL = f"http://127.0.0.1:{PREFECT_PORT}/api"

@@ -117,6 +117,9 @@ class ControlState(BaseModel):
 class ReleaseControls:
     """The requests of every release; subclasses say where they are kept (_load/_save)."""
 
+    def _create(self, release_id: str) -> None:
+        """Make room for a new release's requests (a folder for FileControls)."""
+
     def open(
         self,
         release_id: str,
@@ -131,6 +134,7 @@ class ReleaseControls:
             if old.model == model and old.state != "finished" and old.release_id != release_id:
                 self.close(old.release_id, f"abandoned (its run stopped; {release_id} "
                            "reconciled the target)")  # fmt: skip
+        self._create(release_id)
         with self._locked(release_id):
             self._save(ControlState(release_id=release_id, model=model, version=version,
                                     flow_run_id=flow_run_id))  # fmt: skip
@@ -300,15 +304,8 @@ class FileControls(ReleaseControls):
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def open(
-        self,
-        release_id: str,
-        model: str,
-        version: str | None = None,
-        flow_run_id: str | None = None,
-    ) -> None:
+    def _create(self, release_id: str) -> None:
         (self.root / release_id).mkdir(parents=True, exist_ok=True)
-        super().open(release_id, model, version, flow_run_id)
 
 
 @dataclass

@@ -353,7 +353,10 @@ def test_zero_downtime_release_with_vllm(
         log.timed(
             "deploy stable v1 (first release)", None, target.deploy, variant(image, "1", "r1")
         )
-        with Stream(target.router_url, api_key(target), rate_per_s=3, max_requests=1200) as stream:
+        # Bounded by time, not count: at 3 req/s 1200 requests lasted 400 s, and on a busy
+        # machine two canary start-ups alone take longer (the stream ended mid-test).
+        with Stream(target.router_url, api_key(target), rate_per_s=3, max_requests=20_000,
+                    max_seconds=2400) as stream:  # fmt: skip
             log.phase(stream, 0, {"1"})
             log.timed("deploy canary v2 at 0%", stream, target.deploy, variant(image, "2", "r2"))
             log.phase(stream, 0, {"1"})

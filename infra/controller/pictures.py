@@ -162,7 +162,7 @@ def _panel(
                      and sign * float(row[key]) > 0]  # fmt: skip
         if unbounded:  # an infinite CS bound: say so, the bar cannot show it
             ax.annotate(
-                f"CS {' and '.join(unbounded)} bound infinite",
+                f"CS {'/'.join(unbounded)}: ∞",
                 (x, effect),
                 textcoords="offset points",
                 xytext=(6, -3),
@@ -172,16 +172,19 @@ def _panel(
         kind = _kind(row["check"])
         margin = (margins or {}).get(kind)
         if margin is not None:
-            for key, at, color, style in (
-                ("pass", margin.pass_at, "tab:green", "dashed"),
-                ("fail", margin.fail_at, "tab:red", "dotted"),
-            ):
+            lines = [("pass", margin.pass_at, "tab:green", "dashed"),
+                     ("fail", margin.fail_at, "tab:red", "dotted")]  # fmt: skip
+            if margin.pass_at == margin.fail_at:  # one line, not two drawn over each other
+                lines = [("pass/fail", margin.pass_at, "tab:purple", "dashed")]
+            for key, at, color, style in lines:
                 ax.hlines([at], x - 0.35, x + 0.35, colors=color, linestyles=style,
                           label=None if key in drawn else f"{key} margin")  # fmt: skip
                 drawn.add(key)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([f"{r['check']}\n{r.get('outcome', '')} n={r.get('n_canary', '?')}"
-                        for r in rows], fontsize=7)  # fmt: skip
+    # One line each for the check, its outcome and n: on one line, seven latency checks'
+    # labels ran into each other (seen in the demo's record).
+    ax.set_xticklabels([f"{r['check']}\n{r.get('outcome', '')}\nn={r.get('n_canary', '?')}"
+                        for r in rows], fontsize=6.5)  # fmt: skip
     ax.set_xlim(-0.6, len(rows) - 0.4)
     _clip(ax, rows, margins, neutral)
     if drawn:

@@ -110,7 +110,9 @@ def _pictures_section(outcome: ReleaseOutcome) -> list[str]:
         if page is None or image is None:
             lines.append(f"- {name}: `{art}` in the release's MLflow run")
         else:
-            lines += [f"[![{name}]({image})]({page})", ""]
+            # The Prefect UI renders `![..](..)` but shows an image inside a link as raw
+            # text (seen in headless Chromium): the image, then its page as its own link.
+            lines += [f"![{name}]({image})", "", f"[{name} in MLflow]({page})", ""]
     return lines
 
 

@@ -32,7 +32,8 @@ from validation.golden import Example, write_jsonl
 from validation.metrics.base import Metric
 
 pytestmark = pytest.mark.e2e
-STREAMING = {"STANDIN_ANSWER": "sum", "STANDIN_STREAM_CHUNK_S": "0.01"}
+GAP_MS = 50  # between the stand-in's events: well above a busy machine's scheduling delay
+STREAMING = {"STANDIN_ANSWER": "sum", "STANDIN_STREAM_CHUNK_S": str(GAP_MS / 1000)}
 GOLDEN = [Example(f"{a}+{a + 20}", str(2 * a + 20)) for a in range(10, 18)]
 
 
@@ -69,8 +70,12 @@ def test_paired_window_streams_the_same_rows_to_both_variants(
     assert all(r["ok"] for r in records), [r["error"] for r in records if not r["ok"]]
     for r in records:
         assert 0 < r["ttft_ms"] < r["latency_ms"]
-        assert len(r["itl_ms"]) == 1  # two answer characters, one gap
-        assert r["itl_ms"][0] > 5  # the server's 10 ms between events, not coalesced
+        assert len(r["itl_ms"]) == 1  # two answer characters, one gap: events not merged
+    # Each gap is the server's, timed at arrival (not per read chunk). A client thread kept
+    # off the CPU past the gap reads both events at once (0.018 ms on a loaded CI machine),
+    # so the median is judged, not every pair.
+    gaps = sorted(r["itl_ms"][0] for r in records)
+    assert gaps[len(gaps) // 2] > GAP_MS / 2, gaps
     assert {r["model_version"] for r in records} == {"1", "2"}
 
     source, window = evidence.source, evidence.window_s

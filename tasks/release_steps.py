@@ -137,7 +137,10 @@ def run_canary(
     spec: ReleaseSpec, candidate: Candidate, ports: ReleasePorts, release_id: str
 ) -> CanaryResult:
     """Every step: weights → batches, each judged sequentially → advance / retry / rollback."""
-    looks = None if ports.controls is None else ports.controls.bind(release_id)
+    looks = None
+    if ports.controls is not None:  # `canaryflow status` shows the phase
+        ports.controls.update(release_id, phase="canary")
+        looks = ports.controls.bind(release_id)
     controller = CanaryController(ports.target, ports.load(candidate.model_dir),
                                   clock=ports.clock, sleep=ports.sleep,
                                   progress=print, controls=looks)  # fmt: skip

@@ -22,6 +22,7 @@ Heavy imports (mlflow) happen inside the functions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -183,16 +184,21 @@ def scores_key(
 ) -> str:
     """What determines the per-row scores: rows (digest), scorers (spec, code, MLflow's
     version for its built-ins) and every output, in row order."""
-    import mlflow
-
-    code = Path(__file__).with_name("scorers.py").read_bytes()
     h = hashlib.sha256()
     for part in (evalset.digest, json.dumps([s.model_dump(mode="json") for s in scorers],
                                             sort_keys=True),
-                 hashlib.sha256(code).hexdigest(), mlflow.__version__,
-                 json.dumps(list(outputs))):  # fmt: skip
+                 _scorers_version(), json.dumps(list(outputs))):  # fmt: skip
         h.update(part.encode("utf-8") + b"\0")
     return "sha256:" + h.hexdigest()
+
+
+@functools.cache
+def _scorers_version() -> str:
+    """The scorers' code and MLflow's version (its built-in scorers): read once a process."""
+    import mlflow
+
+    code = Path(__file__).with_name("scorers.py").read_bytes()
+    return f"{hashlib.sha256(code).hexdigest()} mlflow {mlflow.__version__}"
 
 
 def _scores_json(scores: RowScores) -> dict[str, Any]:

@@ -27,14 +27,14 @@ PID_LABEL = "io.canaryflow.test-pid"
 
 
 def _alive(pid: str | None) -> bool:
-    if not (pid or "").isdigit():
+    if pid is None or not pid.isdigit():
         return False
     try:
-        os.kill(int(pid or "0"), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # it exists, as another user's process
     return True
 
 

@@ -97,6 +97,7 @@ class LocustStepLoad:
         self._rows, self._scorer = self._evaluation()
         self._row_offset = 0
         self._last: tuple[int, float] | None = None  # (weight, wall time) the last run ended
+        self._drift_judged: int | None = None  # the weight whose drift verdict is in
 
     def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
         state = self.target.status()
@@ -125,7 +126,7 @@ class LocustStepLoad:
         prometheus = _prometheus(self.target)
         source = step_source(result.results if result else None, paired, self._scorer,
                              capture, prometheus, clock=lambda: end)  # fmt: skip
-        drift = self._drift(result, out_dir)
+        drift = self._step_drift(weight, result, out_dir)
         reports = self._reports(result, paired, prometheus, window_s, out_dir)
         traffic = TrafficSource(records, capture, clock=lambda: end).counts(window_s)
         return StepEvidence(source=source, health=_health(state, source, window_s),
@@ -192,6 +193,24 @@ class LocustStepLoad:
         return LoadProfile(users=load.users, spawn_rate=load.spawn_rate, prompts=prompts,
                            max_tokens=load.max_tokens or _UNRESOLVED_MAX_TOKENS,
                            max_duration_s=load.max_step_s)  # fmt: skip
+
+    def _step_drift(self, weight: int, result: LoadResult | None, out_dir: Path,
+                    ) -> DriftResult | None:  # fmt: skip
+        """The drift result of this run, or None once this weight has one that decides.
+
+        The analysis judges drift once per step, on the first batch with enough rows
+        (validation/analysis/checks.DriftState); computing it again for every later batch
+        of the step cost an Evidently run each (9 s of a 36 s batch in the demo) for a
+        result nobody reads. Disabled in the policy: never computed.
+        """
+        policy = self.spec.canary.policy
+        if not policy.drift.enabled or self._drift_judged == weight:
+            return None
+        drift = self._drift(result, out_dir)
+        need = policy.min_samples_for(policy.drift)
+        if drift is not None and min(drift.n_current, drift.n_reference) >= need:
+            self._drift_judged = weight
+        return drift
 
     def _drift(self, result: LoadResult | None, out_dir: Path) -> DriftResult | None:
         """Canary prompts/outputs vs the golden set; None (check inconclusive) when it fails."""

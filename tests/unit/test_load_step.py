@@ -150,3 +150,38 @@ def test_a_target_without_direct_endpoints_cannot_run_the_paired_window(tmp_path
     target.deploy(Variant("canary", "img", "m", "2", "r2"))
     with pytest.raises(PairedWindowError, match="endpoints"):
         step_load(tmp_path, target, load_enabled=False).run(0, 10, tmp_path / "run")
+
+
+def test_drift_is_computed_until_a_step_has_a_deciding_result_then_not_again(
+    tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from validation.drift import DriftResult
+
+    sizes = iter([(10, 500), (300, 500), (300, 500), (300, 500)])  # rows: current, reference
+    calls: list[int] = []
+
+    def fake_drift(self: LocustStepLoad, result: object, out_dir: Path) -> DriftResult:
+        current, reference = next(sizes)
+        calls.append(current)
+        return DriftResult(drift_share=0.0, dataset_drift=False, columns=(),
+                           n_current=current, n_reference=reference)  # fmt: skip
+
+    monkeypatch.setattr(LocustStepLoad, "_drift", fake_drift)
+    load = step_load(tmp_path, target)
+    need = load.spec.canary.policy.min_samples_for(load.spec.canary.policy.drift)
+    assert 10 < need <= 300
+    seen = [load._step_drift(w, None, tmp_path) for w in (10, 10, 10, 25, 25)]
+
+    # 10 %: too few rows, then a deciding result, then nothing; 25 %: computed afresh once
+    assert [d.n_current if d else None for d in seen] == [10, 300, None, 300, None]
+    assert calls == [10, 300, 300]
+
+
+def test_a_policy_without_the_drift_check_never_computes_drift(
+    tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LocustStepLoad, "_drift", lambda *a: pytest.fail("computed"))
+    golden = write_jsonl(GOLDEN, tmp_path / "golden.jsonl")
+    spec = ReleaseSpec(model="models:/m/2", canary={"policy": {"drift": {"enabled": False}}})
+    load = LocustStepLoad(spec, target, golden, options=WindowOptions(paired=None))
+    assert load._step_drift(10, None, tmp_path) is None

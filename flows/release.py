@@ -178,6 +178,10 @@ class _Recorder:
         """The next phase begins (printed: the flow's log shows where a release is)."""
         self.phase = phase
         print(f"release {self.release_id}: {phase}")
+        if self.controlled and self.ports.controls is not None:  # `canaryflow status`
+            version = self.candidate.version  # known from resolve (a registered version) or
+            update = {"phase": phase} | ({"version": version} if version else {})  # package
+            self.ports.controls.update(self.release_id, **update)
 
     def finish(
         self, verdict: Verdict, reasons: tuple[str, ...], step_records: tuple[StepRecord, ...]

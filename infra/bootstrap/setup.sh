@@ -81,8 +81,30 @@ pipeline_fixups() {
   "$1/bin/python" -c "import prefect, mlflow, evidently, torch, transformers" >/dev/null
 }
 
+# The `canaryflow` console script (pyproject.toml [project.scripts]) in .venv/bin. The venv
+# is shared by every checkout on the machine, so the project is not pip-installed into it
+# (that would pin one checkout's code); the launcher runs the checkout it is called from.
+ensure_launcher() {
+  local bin="$ROOT/.venv/bin/canaryflow" tmp
+  tmp="$(mktemp "$ROOT/.venv/bin/.canaryflow.XXXXXX")"
+  cat >"$tmp" <<'LAUNCHER'
+#!/bin/sh
+# canaryflow (written by make setup): `python -m infra.cli` of the checkout you are in.
+d=$PWD
+while [ "$d" != / ] && [ ! -f "$d/infra/cli.py" ]; do d=$(dirname "$d"); done
+if [ ! -f "$d/infra/cli.py" ]; then
+  echo "canaryflow: run it inside a canaryflow checkout (no infra/cli.py in $PWD or above)" >&2
+  exit 2
+fi
+PYTHONPATH="$d${PYTHONPATH:+:$PYTHONPATH}" exec "$(dirname "$0")/python" -m infra.cli "$@"
+LAUNCHER
+  chmod 755 "$tmp"
+  if cmp -s "$tmp" "$bin"; then rm -f "$tmp"; else mv -f "$tmp" "$bin"; fi
+}
+
 ensure_system_packages
 ensure_venv .venv infra/requirements/pipeline.lock pipeline_fixups
+ensure_launcher
 ensure_venv .venv-serving serving/requirements.lock serving_fixups
 "$ROOT/infra/bootstrap/docker-up.sh" >/dev/null
 "$ROOT/infra/bootstrap/base-image.sh"

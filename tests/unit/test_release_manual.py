@@ -34,6 +34,7 @@ def _ports(tmp: Path, action: Action | None = None, **kw: object) -> ReleasePort
     def profile(weight: int, requests: int) -> StepEvidence:
         (running,) = [s for s in controls.releases() if s.state == "running"] or [None]
         assert running is None or running.phase == "canary"  # what `canaryflow status` shows
+        assert running is None or running.version == "2"  # known since package, not "?"
         if action is not None and running is not None and not running.actions:
             controls.request(running.release_id, action, "ana", note="by hand")
         return inner(weight, requests)

@@ -69,13 +69,16 @@ def _train_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from infra.demo_model.train import TrainConfig
-
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; train-demo's flags (from TrainConfig, whose module imports torch: 3 s)
+    only when `argv` (default sys.argv) runs train-demo, so `canaryflow status` is quick."""
     parser = argparse.ArgumentParser(prog="canaryflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     td = sub.add_parser("train-demo", help="train the demo chat model (and register it)")
-    add_model_flags(td, TrainConfig)
+    if "train-demo" in (sys.argv[1:] if argv is None else argv):
+        from infra.demo_model.train import TrainConfig
+
+        add_model_flags(td, TrainConfig)
     td.add_argument("--out", help="model directory to write (default: under the state dir)")
     td.add_argument("--register", action="store_true", help="validate and register in MLflow")
     td.add_argument("--name", default="tiny-chat", help="registered model name")
@@ -105,7 +108,7 @@ def run(ns: argparse.Namespace, prog: str = "canaryflow") -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    return run(build_parser(argv).parse_args(argv))
 
 
 if __name__ == "__main__":

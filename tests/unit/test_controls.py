@@ -131,3 +131,18 @@ def test_cli_requests_status_and_exit_codes(
     assert [(a.action, a.by) for a in actions] == [("pause", "ana"), ("promote", "bo")]
     with pytest.raises(SystemExit):
         main(["freeze", RID])  # argparse: unknown command, exit 2
+
+
+def test_the_operator_commands_do_not_load_torch(tmp_path: Path) -> None:
+    """`canaryflow status` ran 26 s on a loaded 2-core machine while train-demo's flags
+    imported torch for every command; only train-demo needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from infra.cli import main; rc = main(['status']); "
+            "sys.exit(10 if 'torch' in sys.modules else rc)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"CANARYFLOW_STATE": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no releases" in done.stdout

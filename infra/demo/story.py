@@ -10,9 +10,13 @@ the verdict back, send live traffic, measure time to rollback. Used by infra/dem
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +95,8 @@ class DemoContext:
 
     def train(self, label: str, config: TrainConfig) -> str:
         started = time.monotonic()
-        report = train_and_register(config, register=True, name=NAME)
+        with heartbeat(f"{label}: train ({config.steps} steps), evaluate, register"):
+            report = train_and_register(config, register=True, name=NAME)
         assert report.version is not None
         say(f"  {label}: {report.result.exact_match:.1%} exact match on its held-out golden set "
             f"({config.steps} steps, {time.monotonic() - started:.0f} s) → registered "
@@ -150,6 +155,37 @@ class DemoContext:
         say(f"  {label}: {n} requests ({task.min_operand}..{task.max_operand}), {sent.ok} "
             f"answered, {sent.correct} correct")  # fmt: skip
         return sent
+
+
+@contextmanager
+def heartbeat(what: str, logger: str = "canaryflow.train", every_s: float = 10.0) -> Iterator[None]:
+    """While the block runs, print `what` and `logger`'s latest message every `every_s`
+    seconds (training logs its step and loss there: infra/demo_model/fit.py)."""
+    latest: list[str] = []
+
+    class Latest(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            latest[:] = [record.getMessage()]
+
+    log, handler, done = logging.getLogger(logger), Latest(logging.INFO), threading.Event()
+    level, started = log.level, time.monotonic()
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            now = f": {latest[0]}" if latest else ""
+            say(f"    … {time.monotonic() - started:4.0f} s {what}{now}")
+
+    thread = threading.Thread(target=tick, name="demo-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def first_canary_request(release_dir: Path) -> float | None:

@@ -11,6 +11,7 @@ reproducibility knobs we rely on (same config → byte-identical weights on CPU)
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,10 @@ from tokenizers import Tokenizer
 
 from infra.demo_model import tokenizer as tk
 from infra.errors import TrainingError
+
+log = logging.getLogger("canaryflow.train")
+PROGRESS_EVERY_S = 5.0
+"""fit() logs its step and loss this often (INFO, canaryflow.train): make demo shows it."""
 
 
 class PromptAnswer(Protocol):
@@ -148,7 +153,8 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     loss_val = float("nan")
-    for _ in range(config.steps):
+    said = time.monotonic()
+    for step in range(config.steps):
         ids, labels = encode(tok, [next(stream) for _ in range(config.batch_size)])
         out = model(input_ids=ids, attention_mask=ids.ne(pad_id).long(), labels=labels)
         opt.zero_grad(set_to_none=True)
@@ -157,6 +163,9 @@ def fit(
         opt.step()
         sched.step()
         loss_val = float(out.loss.detach())
+        if time.monotonic() - said >= PROGRESS_EVERY_S or step + 1 == config.steps:
+            said = time.monotonic()
+            log.info("step %d/%d, loss %.3f", step + 1, config.steps, loss_val)
     if not math.isfinite(loss_val):
         raise TrainingError(f"training diverged (loss {loss_val}); lower lr (now {config.lr})")
     model.eval()

@@ -13,6 +13,7 @@ retrain flow checks and registers what it returns, as for any team's trainer.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         "--min-prompts", type=int, default=20, help="fewer parseable: keep the champion's task"
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+    logging.getLogger("canaryflow.train").setLevel(logging.INFO)  # step and loss (fit.py)
     request = TrainingRequest.read(args.request)
     prompts = pd.read_parquet(request.data.train, columns=["prompt"])["prompt"]
     base = champion_config(request.champion.tags)

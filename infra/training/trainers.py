@@ -45,6 +45,8 @@ from infra.training.spec import (
 )
 
 LOG_FILE = "trainer.log"
+PROGRESS_EVERY_S = 15.0
+"""How often a running trainer's last log line is printed."""
 TAIL_CHARS = 2000
 
 
@@ -95,7 +97,7 @@ class CommandRunner:
                     f"({self.spec.cwd or 'the working directory'}) exists"
                 ) from exc
             try:
-                code = proc.wait(timeout=self.spec.timeout_s)
+                code = self._wait(proc, log_path)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 raise TrainerTimeoutError(
@@ -109,6 +111,34 @@ class CommandRunner:
                 f"({log_path}):\n{tail(log_path)}"
             )
         return read_result(output_dir, self.describe())
+
+    def _wait(self, proc: subprocess.Popen[bytes], log_path: Path) -> int:
+        """The exit code; every `PROGRESS_EVERY_S` the log's last line is printed (the
+        retrain flow's log, which make demo follows, shows how far training is)."""
+        deadline = time.monotonic() + self.spec.timeout_s
+        started, said = time.monotonic(), ""
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return proc.wait(timeout=max(0.0, min(left, PROGRESS_EVERY_S)))
+            except subprocess.TimeoutExpired:
+                if left <= PROGRESS_EVERY_S:
+                    raise
+            line = last_line(log_path)
+            if line and line != said:
+                said = line
+                print(f"trainer, {time.monotonic() - started:.0f} s: {line}")
+
+
+def last_line(path: Path, chars: int = 400) -> str:
+    """The last non-empty line of a log ('' when none), at most `chars` characters."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return next((ln.strip()[:chars] for ln in reversed(lines) if ln.strip()), "")
 
 
 def _fill(arg: str, values: dict[str, str]) -> str:

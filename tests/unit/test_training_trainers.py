@@ -221,3 +221,32 @@ def test_the_request_file_round_trips(request_file: Path) -> None:
     assert json.loads(request_file.read_text())["data"]["n_train"] == 40
     assert req.trigger.label == "schedule"
     assert Trigger(kind="drift", event_id="e-1").label == "drift:e-1"
+
+
+def test_a_running_trainer_shows_its_last_log_line(
+    request_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The retrain flow's log (what make demo follows) said only "running command …" for
+    the whole training; it now relays the trainer's progress as it goes."""
+    from infra.training import trainers
+
+    monkeypatch.setattr(trainers, "PROGRESS_EVERY_S", 0.2)
+    script = (
+        "import time\nfor i in range(3):\n    print(f'step {i}/3', flush=True); time.sleep(0.5)"
+    )
+    argv = [sys.executable, "-c", script, "{request}"]
+    runner = CommandRunner(CommandTrainer(command=argv, timeout_s=2))
+    with pytest.raises(TrainerOutputError):  # it writes no model: only its log matters here
+        runner.train(request_file, request_file.parent / "output")
+    shown = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("trainer, ")]
+    assert any(ln.endswith(": step 0/3") for ln in shown), shown
+    assert any(ln.endswith(": step 2/3") for ln in shown), shown
+    assert len(shown) == len(set(ln.split(": ", 1)[1] for ln in shown)), "a line said twice"
+
+
+def test_last_line_of_a_missing_or_empty_log_is_empty(tmp_path: Path) -> None:
+    from infra.training.trainers import last_line
+
+    assert last_line(tmp_path / "none.log") == ""
+    (tmp_path / "a.log").write_text("one\ntwo\n\n")
+    assert last_line(tmp_path / "a.log") == "two"

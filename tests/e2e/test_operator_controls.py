@@ -7,12 +7,12 @@ command (make setup's .venv/bin/canaryflow) in a separate process, as an operato
 The serving containers are the stand-in server (tests/fixtures/faults.py), so each case
 takes seconds, not the minutes a vLLM start costs.
 
-1. paused mid-step, held (no requests while paused, the hold in the record), resumed:
-   the release goes on and promotes;
+1. paused mid-step, held (no requests while paused, the hold in the record), resumed;
+   then, with canary.approval manual, approved with `canaryflow approve`: promoted (one
+   release for both: each release costs a deploy and a step);
 2. aborted by a person: rolled back, the version tagged rejected, the stable unchanged,
    the blast radius in the record;
-3. canary.approval manual, approved with `canaryflow approve`: promoted;
-4. approval not given within its timeout: rolled back, the run COMPLETED; a late approve
+3. approval not given within its timeout: rolled back, the run COMPLETED; a late approve
    exits 2;
 and the receiver got exactly one message per verdict, each naming its release.
 
@@ -190,7 +190,9 @@ def _served(desk: Desk) -> str:
     return stable.model_version
 
 
-def test_paused_mid_step_holds_then_resumed_promotes(desk: Desk, tmp_path: Path) -> None:
+def test_paused_mid_step_held_resumed_then_approved_promotes(desk: Desk, tmp_path: Path) -> None:
+    """One release, two of the operators' paths: a pause mid-step that holds the step and
+    a resume; then, every step advanced, the manual approval given with the CLI."""
     held_for = 8.0
     seen: dict[str, Any] = {}
 
@@ -205,19 +207,24 @@ def test_paused_mid_step_holds_then_resumed_promotes(desk: Desk, tmp_path: Path)
         time.sleep(held_for)
         seen["held_requests"] = (state.requests, d.controls.get(rid).requests)
         assert d.cli("resume", rid, "--by", "ana").returncode == 0
+        d.wait("awaiting approval", lambda s: s.shown_state == "awaiting approval")
+        seen["asked"] = time.monotonic()
+        assert d.cli("approve", rid, "--by", "cy", "--note", "looks good").returncode == 0
 
     op = Operator(desk, operate)
-    outcome = desk.release(candidate_dir(tmp_path, "paused"))
+    outcome = desk.release(candidate_dir(tmp_path, "paused"), approval="manual",
+                           approval_timeout_s=300)  # fmt: skip
     op.check()
     assert outcome.verdict == "promoted", outcome.reasons
     before, after = seen["held_requests"]
     assert before == after, f"requests went on while paused: {before} → {after}"
     assert [(a.action, a.by, a.weight) for a in outcome.manual] == [
-        ("pause", "ana", 50), ("resume", "ana", 50)]  # fmt: skip
+        ("pause", "ana", 50), ("resume", "ana", 50), ("approve", "cy", None)]  # fmt: skip
     step = outcome.steps[-1]
     assert step.held_s >= held_for - 1, step.held_s
     assert _served(desk) == outcome.version
-    print(f"paused {step.held_s:.1f} s at 50 %, resumed, promoted v{outcome.version}")
+    print(f"paused {step.held_s:.1f} s at 50 %, resumed, approved by cy, promoted "
+          f"v{outcome.version}")  # fmt: skip
 
 
 def test_aborted_by_a_person_rolls_back(desk: Desk, tmp_path: Path) -> None:
@@ -240,22 +247,6 @@ def test_aborted_by_a_person_rolls_back(desk: Desk, tmp_path: Path) -> None:
     assert_consistent(desk.bench.target, desk.bench.registry)
     late = desk.cli("resume", outcome.release_id)
     assert late.returncode == 2, late  # decided: refused, nothing changes
-
-
-def test_approved_release_promotes(desk: Desk, tmp_path: Path) -> None:
-    def operate(d: Desk) -> None:
-        asked = d.wait("awaiting approval", lambda s: s.shown_state == "awaiting approval")
-        done = d.cli("approve", asked.release_id, "--by", "cy", "--note", "looks good")
-        assert done.returncode == 0
-
-    op = Operator(desk, operate)
-    outcome = desk.release(candidate_dir(tmp_path, "approved"), approval="manual",
-                           approval_timeout_s=300)  # fmt: skip
-    op.check()
-    assert outcome.verdict == "promoted", outcome.reasons
-    assert outcome.approval is not None
-    assert (outcome.approval.action, outcome.approval.by) == ("approve", "cy")
-    assert _served(desk) == outcome.version
 
 
 def test_approval_not_given_in_time_rolls_back(desk: Desk, tmp_path: Path) -> None:
@@ -283,5 +274,5 @@ def test_the_webhook_got_one_message_per_verdict(desk: Desk) -> None:
     assert desk.seen <= set(got), f"releases without a message: {desk.seen - set(got)}"
     assert all(len(v) == 1 for v in got.values()), got
     assert sorted(v[0] for v in got.values()) == sorted(
-        ["promoted", "promoted", "rolled_back", "promoted", "rolled_back"]), got  # fmt: skip
+        ["promoted", "promoted", "rolled_back", "rolled_back"]), got  # fmt: skip
     print("webhook messages:", got)

@@ -44,6 +44,13 @@ class World:
     quality_drop: float = 0.0
     stable_errors: float = 0.002
     rps: float = 100.0
+    latency_sigma: float = 0.3
+    """Log-SD of one request's latency, ttft and itl (the demo's windows: 0.48-1.37)."""
+    window_sd: float = 0.0
+    """Log-SD of a per-batch factor on the canary's latency, ttft and itl (identical model:
+    median 1): both variants answer the same prompts at once in a paired window, yet one
+    is slower for the whole window. The demo's paired windows of identical models on 2
+    loaded cores had per-window median canary/stable ratios 0.33-3.16 (log-SD 0.3-0.75)."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,10 @@ class Rollout:
     reason: str = ""
 
 
-def _latency(rng: np.random.Generator, metric: str, n: int, factor: float) -> np.ndarray:
-    return rng.lognormal(math.log(MEDIANS[metric] * factor), 0.3, n)
+def _latency(
+    rng: np.random.Generator, metric: str, n: int, factor: float, sigma: float = 0.3
+) -> np.ndarray:
+    return rng.lognormal(math.log(MEDIANS[metric] * factor), sigma, n)
 
 
 def _quality_rows(rng: np.random.Generator, n: int, drop: float) -> tuple[np.ndarray, np.ndarray]:
@@ -71,9 +80,12 @@ def sequential_batch(
 ) -> FakeSource:
     """One batch as the new evidence side delivers it."""
     src, pairs = FakeSource(), requests // 2
-    for variant, factor in (("canary", world.latency_factor), ("stable", 1.0)):
+    slower = world.latency_factor
+    if world.window_sd > 0:  # drawn only then: the other scenarios keep their streams
+        slower *= math.exp(rng.normal(0.0, world.window_sd))
+    for variant, factor in (("canary", slower), ("stable", 1.0)):
         for metric in MEDIANS:
-            src.values(metric, variant, _latency(rng, metric, pairs, factor))
+            src.values(metric, variant, _latency(rng, metric, pairs, factor, world.latency_sigma))
     n_c = int(rng.binomial(requests, weight / 100))
     for variant, n, rate in (("canary", n_c, world.stable_errors + world.error_increase),
                              ("stable", requests - n_c, world.stable_errors)):  # fmt: skip

@@ -81,12 +81,15 @@ class DemoContext:
     def start(cls) -> DemoContext:
         settings = Settings()
         for svc in services.services(settings):
-            state = services.start(settings, svc)
-            if svc.name == "prefect-server":
-                services.ensure_work_pool(settings)
+            with heartbeat(f"starting {svc.name}, waiting until it answers"):
+                state = services.start(settings, svc)
+                if svc.name == "prefect-server":
+                    services.ensure_work_pool(settings)
             say(f"  {svc.name:15} {state:24} {svc.url}")
         # Crons paused while the demo runs (a scheduled drift check must not race it).
-        say(f"  deployments    {services.deploy(settings, schedules_active=False)}")
+        with heartbeat("registering prefect.yaml's deployments"):
+            deployed = services.deploy(settings, schedules_active=False)
+        say(f"  deployments    {deployed}")
         return cls(settings)
 
     def activate_schedules(self) -> str:

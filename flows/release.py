@@ -42,6 +42,7 @@ from infra.errors import RegistryError, ReleaseFailedError
 from infra.spec import GitSource, ReleaseSpec
 from tasks import release_steps as steps
 from tasks.notify import notify_verdict
+from tasks.progress import ReleaseProgress
 from tasks.report import log_release_run_task, publish_report
 
 
@@ -139,7 +140,7 @@ def _deploy_and_judge(
         steps.abort_canary(candidate, ports, failed)
         return "aborted", failed, ()
     record.enter("canary")
-    result = steps.run_canary(spec, candidate, ports, record.release_id)
+    result = steps.run_canary(spec, candidate, ports, record.release_id, record.progress)
     record.watch.lap("canary")
     by_hand = bool(result.steps) and result.steps[-1].action == "promote"  # already a person's
     if result.passed and spec.canary.approval == "manual" and not by_hand:
@@ -173,11 +174,13 @@ class _Recorder:
         self.failed_in: str | None = None
         self.approval: ManualAction | None = None
         self.controlled = False
+        self.progress = ReleaseProgress(release_id, spec.canary.steps)  # the Prefect bar
 
     def enter(self, phase: str) -> None:
         """The next phase begins (printed: the flow's log shows where a release is)."""
         self.phase = phase
         print(f"release {self.release_id}: {phase}")
+        self.progress.phase(phase)
         if self.controlled and self.ports.controls is not None:  # `canaryflow status`
             version = self.candidate.version  # known from resolve (a registered version) or
             update = {"phase": phase} | ({"version": version} if version else {})  # package
@@ -188,6 +191,7 @@ class _Recorder:
     ) -> ReleaseOutcome:
         """MLflow run, notification, then the Prefect record (naming what became of both)."""
         candidate = self.candidate
+        self.progress.done(verdict)
         outcome = ReleaseOutcome(release_id=self.release_id, model_name=candidate.name,
                                  version=candidate.version, verdict=verdict, reasons=reasons,
                                  steps=step_records, timings=self.watch.laps,

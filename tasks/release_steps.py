@@ -28,6 +28,7 @@ from infra.errors import (
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.reconcile import reconcile
+from tasks.progress import ReleaseProgress
 from tasks.retry import RETRY
 
 
@@ -134,16 +135,27 @@ def deploy_canary(
 
 @task(name="canary-analysis", cache_policy=NONE)
 def run_canary(
-    spec: ReleaseSpec, candidate: Candidate, ports: ReleasePorts, release_id: str
+    spec: ReleaseSpec,
+    candidate: Candidate,
+    ports: ReleasePorts,
+    release_id: str,
+    shown: ReleaseProgress | None = None,
 ) -> CanaryResult:
-    """Every step: weights → batches, each judged sequentially → advance / retry / rollback."""
+    """Every step: weights → batches, each judged sequentially → advance / retry / rollback.
+    Each batch's line is printed and, with `shown`, moves the release's Prefect progress bar."""
+
+    def say(line: str) -> None:
+        print(line)
+        if shown is not None:
+            shown.canary(line)
+
     looks = None
     if ports.controls is not None:  # `canaryflow status` shows the phase
         ports.controls.update(release_id, phase="canary")
         looks = ports.controls.bind(release_id)
     controller = CanaryController(ports.target, ports.load(candidate.model_dir),
                                   clock=ports.clock, sleep=ports.sleep,
-                                  progress=print, controls=looks)  # fmt: skip
+                                  progress=say, controls=looks)  # fmt: skip
     out_dir = ports.work_dir / release_id
     result = controller.run(spec.canary.steps, spec.canary.policy, out_dir,
                             interval_s=spec.canary.interval_s)  # fmt: skip

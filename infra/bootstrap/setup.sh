@@ -28,6 +28,8 @@ ensure_system_packages() {
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v git >/dev/null || missing+=(git)
+  # the e2e test that opens the release record's pages in a headless browser
+  command -v chromium >/dev/null || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing ${missing[*]}"
   if [ "$(id -u)" != 0 ]; then

@@ -8,6 +8,9 @@ The tests run in file order on one stack and one Docker target:
    every check passes → promoted, record in Prefect artifacts and MLflow;
 3. a weak model (700 steps, ~43% exact match) with the offline gate switched off, so only
    the canary can catch it: the quality check fails → rolled back, version tagged rejected;
+   then both records are opened in headless Chromium as a person would: the Prefect UI's
+   artifact page (verdict, pictures that load from MLflow, links a browser follows) and the
+   MLflow UI's run and picture pages; screenshots in $CANARYFLOW_SCREENSHOTS or tmp;
 4. a push to a bare repo with the hook installed starts a release run with that sha;
 5. drifted live traffic → drift-check emits the event → retrain runs → it starts a release;
 6. after all of that, no planted secret (the router's API key; fake HF_TOKEN and
@@ -33,6 +36,7 @@ from infra.image.build import BuiltImage
 from infra.load.traffic import send_traffic
 from infra.prefect_api import PREFECT, verdict_of
 from infra.targets.docker_containers import IMAGE_LABEL, TARGET_LABEL
+from tests.fixtures.browser import chromium, look
 from tests.fixtures.fault_report import summarize
 from tests.fixtures.models import trained
 from tests.fixtures.secret_scan import (
@@ -89,9 +93,13 @@ def of(model: Path, evaluation: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"model": str(model), "registered_name": NAME, "evaluation": evaluation, **extra}
 
 
+RUNS: list[str] = []  # the release runs' ids, in order
+
+
 def release(stack: Stack, spec: dict[str, Any], timeout_s: float = 900) -> tuple[str, str]:
     """(state, verdict) of a `prefect deployment run release/release` run."""
     run_id = stack.api.run_deployment(RELEASE, {"spec": spec})
+    RUNS.append(run_id)
     run = stack.api.wait(run_id, timeout_s)
     record = stack.api.markdown(run_id, "release-tiny-chat")
     print(f"{RELEASE} {spec['model']}: {run['state_name']}\n{record}")
@@ -153,6 +161,39 @@ def test_3_weak_canary_is_rolled_back_on_quality(
     tags = MlflowClient(stack.mlflow_uri).get_model_version(NAME, "3").tags
     assert tags["canaryflow.rejected"] == "true"
     assert "quality" in tags["canaryflow.rejected_reasons"]
+
+
+def test_3_records_open_in_a_browser(stack: Stack, tmp_path: Path) -> None:
+    """The two canary records (test 2 promoted, test 3 rolled back) as a browser shows them."""
+    if len(RUNS) < 3:
+        pytest.skip("tests 1-3 did not all run: no canary records to look at")
+    shots = Path(os.environ.get("CANARYFLOW_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    prefect_ui = stack.api.api_url.removesuffix("/api")
+    with chromium() as browser:
+        for run_id, verdict in ((RUNS[1], "promoted"), (RUNS[2], "rolled_back")):
+            art = next(a for a in stack.api.artifacts(run_id) if a.get("key") == f"release-{NAME}")
+            record = look(browser, f"{prefect_ui}/artifacts/artifact/{art['id']}",
+                          f"Verdict: {verdict}", shots / f"prefect-{verdict}.png")  # fmt: skip
+            print(f"{record.url}: {len(record.images)} picture(s), screenshot {record.screenshot}")
+            assert not [h for h in record.links if h.startswith("file:")], record.links
+            assert record.images, "the record shows no picture"
+            assert not record.broken_images, f"pictures that did not load: {record.broken_images}"
+            mlflow_ui = _mlflow_ui(record.links)  # the pictures come from the MLflow server
+            assert all(src.startswith(mlflow_ui) for src, _ in record.images), record.images
+            run_page = next(h for h in record.links if "/#/experiments/" in h
+                            and "/artifacts/" not in h)  # fmt: skip
+            run = look(browser, run_page, "canaryflow.verdict", shots / f"mlflow-{verdict}.png")
+            assert verdict in run.text, f"{run_page} does not show the verdict {verdict}"
+            picture_page = next(h for h in record.links if "/artifacts/pictures" in h)
+            name = picture_page.rsplit("/", 1)[-1]
+            shown = look(browser, picture_page, name, shots / f"mlflow-{verdict}-picture.png")
+            assert shown.images, f"{picture_page} shows no picture"
+            assert not shown.broken_images, (picture_page, shown.images)
+
+
+def _mlflow_ui(links: list[str]) -> str:
+    return next(h for h in links if "/#/experiments/" in h).split("/#/", 1)[0]
 
 
 def serving_version(stack: Stack) -> str:

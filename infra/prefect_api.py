@@ -84,11 +84,11 @@ class PrefectApi:
     ) -> dict[str, Any]:
         """The flow run once its state is final; PrefectApiError after `timeout_s`.
 
-        `on_progress(run, latest_log_line)` is called at least every `progress_every_s`
-        while waiting (and whenever the run logs something new), so a person watching sees
-        what the run is doing."""
+        `on_progress(run, latest_log_line)` is called at the first look, then at least every
+        `progress_every_s` while waiting (and whenever the run logs something new), so a
+        person watching sees what the run is doing."""
         deadline = time.monotonic() + timeout_s
-        last_said, last_line = time.monotonic(), None
+        last_said, last_line = float("-inf"), None
         while True:
             run = self.flow_run(run_id)
             if run["state_type"] in FINAL:

@@ -110,7 +110,8 @@ class DemoContext:
         params = {"spec": spec}
         say(f"  $ prefect deployment run {RELEASE} --params '{json.dumps(params)}'")
         started = time.monotonic()
-        run_id = self.api.run_deployment(RELEASE, params)
+        with heartbeat(f"{label}: submitting the run to the work pool"):
+            run_id = self.api.run_deployment(RELEASE, params)
         return self.follow(label, run_id, f"release-{NAME}", started, timeout_s)
 
     def follow(
@@ -154,7 +155,8 @@ class DemoContext:
         if router is None:
             raise RuntimeError("nothing serves: the router is down")
         key = target.api_key_file.read_text().strip()
-        sent = send_traffic(router, key, NAME, sample(task, n, seed))
+        with heartbeat(f"{label}: sending {n} requests through the router"):
+            sent = send_traffic(router, key, NAME, sample(task, n, seed))
         say(f"  {label}: {n} requests ({task.min_operand}..{task.max_operand}), {sent.ok} "
             f"answered, {sent.correct} correct")  # fmt: skip
         return sent

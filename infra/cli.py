@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from infra.errors import CanaryflowError, ControlError
+from infra.errors import CanaryflowError, ControlError, SpecError
 
 
 def add_model_flags(
@@ -86,20 +86,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     td.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: local)")
     td.set_defaults(run=_train_demo)
     from infra.control_cli import add_control_commands
+    from infra.release_cli import add_release_command
 
+    add_release_command(sub)
     add_control_commands(sub)
     return parser
 
 
 def run(ns: argparse.Namespace, prog: str = "canaryflow") -> int:
-    """Run the parsed command; bad settings or a refused control request (ControlError:
-    nothing changed) exit 2, another named error exits 1, all said plainly."""
+    """Run the parsed command; bad settings, a bad release spec or a refused control request
+    (ControlError: nothing changed) exit 2, another named error exits 1, all said plainly."""
     try:
         return int(ns.run(ns))
     except PydanticValidationError as e:
         print(f"{prog}: invalid settings:\n{e}", file=sys.stderr)
         return 2
-    except ControlError as e:
+    except (ControlError, SpecError) as e:
         print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except CanaryflowError as e:

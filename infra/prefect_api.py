@@ -173,5 +173,18 @@ def verdict_of(markdown: str | None) -> str | None:
     return head.split(":", 1)[1].strip() if ":" in head else None
 
 
+def reasons_of(markdown: str | None, most: int = 3) -> list[str]:
+    """The record's `## Reasons` bullets (at most `most`), or its first lines without one."""
+    lines = (markdown or "").splitlines()
+    if "## Reasons" not in lines:
+        return [ln for ln in lines[2:5] if ln.strip()]
+    found = []
+    for line in lines[lines.index("## Reasons") + 2 :]:
+        if not line.startswith("- "):
+            break
+        found.append(line[2:])
+    return found[:most]
+
+
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -25,7 +25,7 @@ from infra import services
 from infra.demo_model.release_candidate import train_and_register
 from infra.demo_model.train import TrainConfig
 from infra.load.traffic import Sent, send_traffic
-from infra.prefect_api import PrefectApi, verdict_of
+from infra.prefect_api import PrefectApi, reasons_of, verdict_of
 from infra.settings import Settings
 from validation.golden import TaskSpec, sample
 
@@ -53,15 +53,7 @@ class Result:
     @property
     def reasons(self) -> list[str]:
         """The record's `## Reasons` bullet list (or its first lines)."""
-        lines = self.record.splitlines()
-        if "## Reasons" not in lines:
-            return [ln for ln in lines[2:5] if ln.strip()]
-        found = []
-        for line in lines[lines.index("## Reasons") + 2 :]:
-            if not line.startswith("- "):
-                break
-            found.append(line[2:])
-        return found[:3]
+        return reasons_of(self.record)
 
     @property
     def release_id(self) -> str | None:

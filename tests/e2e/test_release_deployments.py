@@ -3,7 +3,8 @@ chain, on the real stack: Prefect server + process worker, MLflow, Docker engine
 Prometheus, vLLM containers, Locust.
 
 The tests run in file order on one stack and one Docker target:
-1. first release of the trained model: deployed as the stable, no canary (promoted);
+1. first release of the trained model: deployed as the stable, no canary (promoted); then
+   `canaryflow release SPEC --watch` of the serving version: followed to "aborted", exit 3;
 2. an identical model (same weights, another version) through a real canary step at 50%:
    every check passes → promoted, record in Prefect artifacts and MLflow;
 3. a weak model (700 steps, ~43% exact match) with the offline gate switched off, so only
@@ -47,7 +48,7 @@ from tests.fixtures.secret_scan import (
     scan_prefect,
     scan_tree,
 )
-from tests.fixtures.stack import Stack, running_stack
+from tests.fixtures.stack import ROOT, Stack, running_stack
 from validation import manifest
 from validation.golden import TaskSpec, sample
 
@@ -125,6 +126,25 @@ def test_1_first_release_deploys_the_stable(
     assert now.canary is None
 
 
+def test_1_canaryflow_release_watches_a_run_to_its_verdict(stack: Stack, tmp_path: Path) -> None:
+    """`canaryflow release SPEC --watch` as a person types it: a spec file naming the version
+    that serves already → the run is submitted, followed, and ends aborted (exit 3)."""
+    spec = tmp_path / "release.yaml"
+    spec.write_text(f"model: models:/{NAME}/{serving_version(stack)}\n")
+    env = {**stack.env, "PREFECT_API_URL": stack.api.api_url}
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "canaryflow"), "release", str(spec),
+                           "--watch"], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)  # fmt: skip
+    print(done.stdout, done.stderr)
+    assert done.returncode == 3, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"started {RELEASE} run ")
+    assert any(line.startswith("  … ") for line in lines)  # followed, not only submitted
+    assert "ABORTED after" in done.stdout
+    assert "already serves as the stable" in done.stdout
+    assert "?tab=Artifacts" in lines[-1]
+
+
 def test_2_identical_canary_passes_every_check(
     stack: Stack, trained_model: Path, tmp_path: Path, evaluation: dict[str, Any]
 ) -> None:
@@ -171,7 +191,7 @@ def test_3_records_open_in_a_browser(stack: Stack, tmp_path: Path) -> None:
     shots.mkdir(parents=True, exist_ok=True)
     prefect_ui = stack.api.api_url.removesuffix("/api")
     with chromium() as browser:
-        for run_id, verdict in ((RUNS[1], "promoted"), (RUNS[2], "rolled_back")):
+        for run_id, verdict in ((RUNS[-2], "promoted"), (RUNS[-1], "rolled_back")):
             art = next(a for a in stack.api.artifacts(run_id) if a.get("key") == f"release-{NAME}")
             record = look(browser, f"{prefect_ui}/artifacts/artifact/{art['id']}",
                           f"Verdict: {verdict}", shots / f"prefect-{verdict}.png")  # fmt: skip

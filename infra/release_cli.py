@@ -100,6 +100,7 @@ def _release(ns: argparse.Namespace) -> int:
             f"{why}: start one with `make services`, or set PREFECT_API_URL"
         ) from None
     started = time.monotonic()
+    print(f"spec valid; submitting a run of {ns.deployment} ({api.api_url})", flush=True)
     run_id = api.run_deployment(ns.deployment, {"spec": spec})
     run = api.flow_run(run_id)
     page = f"{api.api_url.removesuffix('/api')}/runs/flow-run/{run_id}"

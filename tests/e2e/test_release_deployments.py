@@ -138,7 +138,8 @@ def test_1_canaryflow_release_watches_a_run_to_its_verdict(stack: Stack, tmp_pat
     print(done.stdout, done.stderr)
     assert done.returncode == 3, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith(f"started {RELEASE} run ")
+    assert lines[0].startswith("spec valid; submitting")
+    assert lines[1].startswith(f"started {RELEASE} run ")
     assert any(line.startswith("  … ") for line in lines)  # followed, not only submitted
     assert "ABORTED after" in done.stdout
     assert "already serves as the stable" in done.stdout

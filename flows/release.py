@@ -145,7 +145,10 @@ def _deploy_and_judge(
     by_hand = bool(result.steps) and result.steps[-1].action == "promote"  # already a person's
     if result.passed and spec.canary.approval == "manual" and not by_hand:
         record.enter("approval")
-        result, record.approval = steps.await_approval(spec, result, ports, record.release_id)
+        result, record.approval, told = steps.await_approval(
+            spec, result, ports, record.release_id, candidate.version
+        )
+        record.notes.append(told)
         record.watch.lap("approval")
     record.enter("decide")
     verdict, reasons = steps.decide(result, candidate, ports)
@@ -175,6 +178,7 @@ class _Recorder:
         self.approval: ManualAction | None = None
         self.controlled = False
         self.progress = ReleaseProgress(release_id, spec.canary.steps)  # the Prefect bar
+        self.notes: list[str] = []  # for the record, before the verdict's own
 
     def enter(self, phase: str) -> None:
         """The next phase begins (printed: the flow's log shows where a release is)."""
@@ -200,7 +204,7 @@ class _Recorder:
                                  approval=self.approval)  # fmt: skip
         if self.controlled:
             steps.close_controls(self.ports, self.release_id, verdict)
-        uri, run_id, unlogged, notes = self.ports.tracking_uri, None, None, list[str]()
+        uri, run_id, unlogged, notes = self.ports.tracking_uri, None, None, list(self.notes)
         artifacts: tuple[str, ...] = ()
         if uri:
             try:

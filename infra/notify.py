@@ -1,8 +1,10 @@
-"""Verdict notifications: one webhook message per release verdict, Slack/Teams-compatible.
+"""Release notifications, Slack/Teams-compatible: one webhook message per release verdict,
+and one when a release stops to wait for a person's approval.
 
     url = webhook_url()                        # env or Prefect Secret block; None: off
     links = record_links(flow_run_id, experiment_id, mlflow_run_id)
     result = post_verdict(url, outcome, links) # Delivery(ok, detail); never raises
+    post_message(url, approval_message(release_id, model, version, summary, 3600, links))
 
 Where the URL comes from (never a committed file, an image or a log line):
 `CANARYFLOW_NOTIFY_WEBHOOK_URL` in the worker's environment, else the Prefect Secret block
@@ -12,7 +14,8 @@ Neither: notifications are off, and the record says so.
 
 The message is `{"text", "blocks", "canaryflow"}`: Slack's incoming webhooks render `text` and
 `blocks` (mrkdwn); Teams' and most chat webhooks render `text`; `canaryflow` carries the
-verdict, reasons and links as fields for any other consumer. A receiver that times out or
+event (`verdict` or `approval_requested`), verdict, reasons and links as fields for any
+other consumer. A receiver that times out or
 answers non-2xx does not stop or change the release: the failure is logged (without the URL,
 which is a credential) and written into the decision record.
 
@@ -92,11 +95,39 @@ def message(outcome: ReleaseOutcome, links: Mapping[str, str]) -> dict[str, Any]
         "text": "\n".join([head, *reasons, *links.values()]),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}],
         "canaryflow": {
+            "event": "verdict",
             "release_id": outcome.release_id,
             "model": outcome.model_name,
             "version": outcome.version,
             "verdict": outcome.verdict,
             "reasons": list(outcome.reasons),
+            "links": dict(links),
+        },
+    }
+
+
+def approval_message(
+    release_id: str,
+    model: str,
+    version: str | None,
+    summary: str,
+    timeout_s: float,
+    links: Mapping[str, str],
+) -> dict[str, Any]:
+    """The webhook body of a release waiting for a person: what to decide, by when, where."""
+    head = f"⏸️ canaryflow release awaits approval: {model} v{version or '?'}"
+    ask = f"Answer within {timeout_s:.0f} s, or it rolls back."
+    lines = [f"*{head}*", summary, ask, *(f"<{url}|{name}>" for name, url in links.items())]
+    return {
+        "text": "\n".join([head, summary, ask, *links.values()]),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}],
+        "canaryflow": {
+            "event": "approval_requested",
+            "release_id": release_id,
+            "model": model,
+            "version": version,
+            "summary": summary,
+            "timeout_s": timeout_s,
             "links": dict(links),
         },
     }
@@ -110,13 +141,24 @@ def post_verdict(
     timeout_s: float | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> Delivery:
-    """POST the message; a timeout, a refused connection or a non-2xx answer is a failed
+    """POST the verdict's message (see post_message)."""
+    return post_message(url, message(outcome, links), timeout_s=timeout_s, transport=transport)
+
+
+def post_message(
+    url: str,
+    body: dict[str, Any],
+    *,
+    timeout_s: float | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Delivery:
+    """POST `body`; a timeout, a refused connection or a non-2xx answer is a failed
     Delivery (logged), never an exception. `timeout_s` defaults to $CANARYFLOW_NOTIFY_TIMEOUT_S
     or 5 s: a slow receiver must not hold up the release."""
     timeout_s = timeout_s if timeout_s is not None else float(os.environ.get(TIMEOUT_ENV, "5"))
     try:
         with httpx.Client(timeout=timeout_s, transport=transport) as client:
-            resp = client.post(url, json=message(outcome, links))
+            resp = client.post(url, json=body)
     except httpx.HTTPError as exc:
         detail = f"webhook not delivered: {type(exc).__name__} after at most {timeout_s:g} s"
         log.warning(detail)

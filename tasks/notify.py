@@ -1,4 +1,5 @@
-"""Prefect task of the release flow's last step: tell people the verdict (infra/notify.py)."""
+"""Prefect tasks that tell people: the verdict (the release flow's last step), and that a
+release waits for their approval (infra/notify.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,19 @@ def notify_verdict(
     if url is None:
         return links, f"notifications off: set {notify.URL_ENV} or a Secret block"
     return links, notify.post_verdict(url, outcome, links).detail
+
+
+@task(name="notify-approval", cache_policy=NONE)
+def notify_approval(
+    release_id: str, model: str, version: str | None, summary: str, timeout_s: float
+) -> str:
+    """What became of the "awaits approval" message (for the record); never raises."""
+    url = notify.webhook_url()
+    if url is None:
+        return f"approval not announced: notifications off (set {notify.URL_ENV})"
+    links = notify.record_links(runtime.flow_run.id, None, None)
+    body = notify.approval_message(release_id, model, version, summary, timeout_s, links)
+    return f"approval request: {notify.post_message(url, body).detail}"
 
 
 def _experiment_of(tracking_uri: str | None, run_id: str | None) -> str | None:

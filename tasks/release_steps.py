@@ -28,6 +28,7 @@ from infra.errors import (
 from infra.spec import GitSource, ReleaseSpec
 from infra.targets.base import Variant
 from infra.targets.reconcile import reconcile
+from tasks.notify import notify_approval
 from tasks.progress import ReleaseProgress
 from tasks.retry import RETRY
 
@@ -185,17 +186,25 @@ def open_controls(spec: ReleaseSpec, ports: ReleasePorts, release_id: str) -> No
 
 @task(name="await-approval", cache_policy=NONE)
 def await_approval(
-    spec: ReleaseSpec, result: CanaryResult, ports: ReleasePorts, release_id: str
-) -> tuple[CanaryResult, ManualAction]:
-    """Every step advanced: wait for a person's approve / reject (timeout → rolled back)."""
+    spec: ReleaseSpec,
+    result: CanaryResult,
+    ports: ReleasePorts,
+    release_id: str,
+    version: str | None = None,
+) -> tuple[CanaryResult, ManualAction, str]:
+    """Every step advanced: announce the wait (webhook), then wait for a person's approve /
+    reject (timeout → rolled back); the third item says what became of the announcement."""
     if ports.approver is None:
         raise ApprovalUnavailableError("canary.approval is manual but no approver is configured")
     timeout = spec.canary.approval_timeout_s
     summary = (f"Release `{release_id}` ({spec.model}): {'; '.join(result.reasons)}. Approve "
                f"to promote, reject to roll back; no answer within {timeout:.0f} s rolls back. "
                f"CLI: `canaryflow approve {release_id} [--reject]`.")  # fmt: skip
+    name, _version, _alias = spec.model_ref()
+    told = notify_approval(release_id, name, version, summary, timeout)
+    print(told)
     action = ask_approval(ports.approver, ports.controls, release_id, timeout, summary)
-    return judge_approval(result, action), action
+    return judge_approval(result, action), action, told
 
 
 @task(name="close-controls", cache_policy=NONE)

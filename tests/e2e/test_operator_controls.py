@@ -14,7 +14,8 @@ takes seconds, not the minutes a vLLM start costs.
    the blast radius in the record;
 3. approval not given within its timeout: rolled back, the run COMPLETED; a late approve
    exits 2;
-and the receiver got exactly one message per verdict, each naming its release.
+and the receiver got exactly one message per verdict, each naming its release, and one
+"awaits approval" message before the verdict of each release that asked for an approval.
 
 The pause and the abort are asked before the canary starts (the CLI takes them once the
 release is open): the loop applies them at its first look, so the case does not race an
@@ -87,8 +88,14 @@ class Receiver:
         """release id -> the verdicts its messages carried."""
         out: dict[str, list[str]] = {}
         for m in self.messages:
-            out.setdefault(m["canaryflow"]["release_id"], []).append(m["canaryflow"]["verdict"])
+            if m["canaryflow"]["event"] == "verdict":
+                out.setdefault(m["canaryflow"]["release_id"], []).append(m["canaryflow"]["verdict"])
         return out
+
+    def events(self, release_id: str) -> list[str]:
+        """The events of `release_id`'s messages, in order."""
+        return [m["canaryflow"]["event"] for m in self.messages
+                if m["canaryflow"]["release_id"] == release_id]  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -100,6 +107,7 @@ class Desk:
     receiver: Receiver
     env: dict[str, str]
     seen: set[str] = dataclasses.field(default_factory=set)
+    manual: set[str] = dataclasses.field(default_factory=set)  # asked for an approval
 
     @property
     def controls(self) -> FileControls:
@@ -113,6 +121,8 @@ class Desk:
                                     approver=PrefectApprover())  # fmt: skip
         outcome = release(spec, ports)
         self.seen.add(outcome.release_id)
+        if outcome.approval is not None:
+            self.manual.add(outcome.release_id)
         return outcome
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -276,3 +286,6 @@ def test_the_webhook_got_one_message_per_verdict(desk: Desk) -> None:
     assert sorted(v[0] for v in got.values()) == sorted(
         ["promoted", "promoted", "rolled_back", "rolled_back"]), got  # fmt: skip
     print("webhook messages:", got)
+    assert len(desk.manual) == 2, desk.manual  # approved, and timed out
+    for rid in desk.manual:  # told when the wait began, then the verdict
+        assert desk.receiver.events(rid) == ["approval_requested", "verdict"], rid

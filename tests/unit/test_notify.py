@@ -16,6 +16,7 @@ from prefect.artifacts import Artifact
 
 from flows.release import release
 from infra import notify
+from infra.controller.approval import Answer, FakeApprover
 from infra.controller.fake import FakeStepLoad, slow_canary
 from infra.controller.record import ReleaseOutcome
 from infra.spec import ReleaseSpec
@@ -90,6 +91,24 @@ def test_each_verdict_sends_one_message(receiver: Receiver, tmp_path: Path) -> N
     assert [b["canaryflow"]["verdict"] for b in receiver.bodies] == ["promoted", "rolled_back"]
     assert "webhook delivered (200)" in record()
     assert receiver.url not in record()  # the URL is a credential
+
+
+def test_a_release_waiting_for_approval_says_so_first(receiver: Receiver, tmp_path: Path) -> None:
+    """With canary.approval manual: an "awaits approval" message when the wait begins (what
+    to decide, by when, where), then the verdict's; the record says both were delivered."""
+    ports = make_ports(tmp_path, approver=FakeApprover(Answer(approve=True, by="ana")))
+    v2 = serve(ports, tmp_path, "a", "b")
+    manual = {"approval": "manual", "approval_timeout_s": 30}
+    outcome = release(ReleaseSpec(model=f"models:/{NAME}/{v2}", canary=manual), ports)
+    assert outcome.verdict == "promoted"
+    events = [(b["canaryflow"]["event"], b["canaryflow"]["release_id"]) for b in receiver.bodies]
+    assert events == [("approval_requested", outcome.release_id), ("verdict", outcome.release_id)]
+    asked = receiver.bodies[0]
+    assert asked["text"].startswith(f"⏸️ canaryflow release awaits approval: {NAME} v{v2}")
+    assert f"canaryflow approve {outcome.release_id}" in asked["text"]
+    assert "within 30 s" in asked["text"]
+    assert outcome.notes[0] == "approval request: webhook delivered (200)"
+    assert "approval request: webhook delivered (200)" in record()
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,9 @@ def services(settings: Settings) -> list[Service]:
     """The services in start order."""
     pe = prefect_env(settings)
     server_env = {k: v for k, v in pe.items() if k != "PREFECT_API_URL"}
+    # The UI calls the API at PREFECT_UI_API_URL, which defaults to PREFECT_SERVER_API_PORT's
+    # 4200, not to `--port`: on any other port the UI said "Can't connect to Server API".
+    server_env["PREFECT_UI_API_URL"] = PREFECT_API_URL
     db = settings.state / "mlflow" / "mlflow.db"
     return [
         Service(

@@ -32,12 +32,59 @@ def lognormal(seed: int, n: int, median: float = 50.0, sigma: float = 0.3) -> np
 
 
 def latency(
-    canary: np.ndarray, stable: np.ndarray, cfg: LatencyCheck | None = None
+    canary: np.ndarray, stable: np.ndarray, cfg: LatencyCheck | None = None, windows: int = 8
 ) -> dict[str, Outcome]:
+    """The values arrive over `windows` looks (paired windows) and are judged at the end."""
     state = LatencyState("latency", Metric.LATENCY, cfg or LatencyCheck(), ALPHA, 100)
-    src = FakeSource().values("latency", "canary", canary).values("latency", "stable", stable)
-    state.add(src, 60)
+    for c, s in zip(np.array_split(canary, windows), np.array_split(stable, windows), strict=True):
+        state.add(FakeSource().values("latency", "canary", c).values("latency", "stable", s), 60)
     return {r.name: r.outcome for r in state.judge(LOOK)}
+
+
+def test_one_slow_window_is_held_a_slowdown_in_every_window_fails() -> None:
+    """Per-request bounds alone would fail an identical canary that was 2.5x slower in one
+    paired window (its threads lost the cores for that window): the window-level bound
+    holds the fail; the same factor in every window fails."""
+    state = LatencyState("latency", Metric.LATENCY, LatencyCheck(quantiles=(0.5,)), ALPHA, 100)
+    state.add(FakeSource().values("latency", "canary", lognormal(10, 2000) * 2.5)
+              .values("latency", "stable", lognormal(20, 2000)), 60)  # fmt: skip
+    (row,) = state.judge(LOOK)
+    assert row.outcome == Outcome.INCONCLUSIVE, row.reason
+    assert row.ci_low is not None
+    assert row.ci_low > 1.5
+    assert "not yet across windows" in row.reason
+    assert row.windows == 1
+    assert row.needs is not None
+    assert "more windows" in row.needs
+    slow = latency(lognormal(1, 2400) * 2, lognormal(2, 2400), LatencyCheck(quantiles=(0.5,)))
+    assert slow["latency.p50"] == Outcome.FAIL
+
+
+def test_beyond_what_one_window_can_make_fails_at_once_and_the_bound_can_be_off() -> None:
+    """15x in one window is beyond window_max_factor (10x): it fails without more windows;
+    so does 2.5x in one window with window_bound off (variants on hardware of their own)."""
+    for factor, cfg in ((15.0, LatencyCheck(quantiles=(0.5,))),
+                        (2.5, LatencyCheck(quantiles=(0.5,), window_bound=False))):  # fmt: skip
+        state = LatencyState("latency", Metric.LATENCY, cfg, ALPHA, 100)
+        state.add(FakeSource().values("latency", "canary", lognormal(10, 400) * factor)
+                  .values("latency", "stable", lognormal(20, 400)), 60)  # fmt: skip
+        (row,) = state.judge(LOOK)
+        assert row.outcome == Outcome.FAIL, row.reason
+
+
+def test_identical_canaries_with_window_noise_are_not_failed() -> None:
+    """A per-window factor of log-SD 0.7 on an identical canary (the demo's 2 loaded
+    cores): over 20 seeded rollouts of 12 windows none fails any quantile."""
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        state = LatencyState("latency", Metric.LATENCY, LatencyCheck(), ALPHA, 100)
+        for w in range(12):
+            factor = float(np.exp(rng.normal(0.0, 0.7)))
+            state.add(FakeSource().values("latency", "canary", lognormal(seed * 99 + w, 200)
+                                          * factor)
+                      .values("latency", "stable", lognormal(seed * 77 + w, 200)), 60)  # fmt: skip
+            rows = state.judge(LOOK)
+            assert all(r.outcome != Outcome.FAIL for r in rows), [r.reason for r in rows]
 
 
 def test_worst_orders_fail_inconclusive_pass() -> None:
@@ -58,6 +105,7 @@ def test_latency_passes_identical_fails_twice_slower_per_quantile() -> None:
 def test_a_tail_only_regression_fails_p99_not_p50() -> None:
     stable, canary = lognormal(2, 4000), lognormal(1, 4000)
     canary[:200] *= 6  # 5 % of requests 6x slower: the body is unchanged
+    np.random.default_rng(3).shuffle(canary)  # ... spread over every window
     got = latency(canary, stable)
     assert got["latency.p50"] == Outcome.PASS
     assert got["latency.p99"] == Outcome.FAIL

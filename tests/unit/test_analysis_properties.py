@@ -54,3 +54,20 @@ def test_power_a_broken_canary_is_rolled_back_at_the_first_step() -> None:
             got = sequential_rollout(world, policy, seed)
             assert (got.outcome, got.step) == ("fail", 10), (world, got)
             assert got.requests <= 8000
+
+
+def test_window_noise_does_not_roll_identical_canaries_back() -> None:
+    """One variant slower for a whole paired window (log-SD 0.7: identical models on 2
+    loaded cores): per-request bounds alone rolled 24 of 30 identical canaries back; with
+    the window-level bound the default policy, watched at every look, stays within alpha,
+    and a 2x slower twin under the same noise is still rolled back."""
+    policy = CanaryPolicy(drift={"enabled": False}, progress_deadline_s=40.0)
+    noisy = World(window_sd=0.7)
+    fails = sum(
+        sequential_rollout(noisy, policy, seed, monitor=True).outcome == "fail"
+        for seed in range(RUNS)
+    )
+    assert fails / RUNS <= policy.alpha
+    slow = World(latency_factor=2.0, window_sd=0.3)
+    caught = [sequential_rollout(slow, policy, seed, monitor=True) for seed in range(5)]
+    assert all(r.outcome == "fail" for r in caught), caught

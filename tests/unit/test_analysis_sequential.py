@@ -91,3 +91,35 @@ def test_difference_and_ratio_of_variant_bounds() -> None:
     assert cs.ratio((10.0, 12.0), (8.0, 10.0)) == (1.0, 1.5)
     assert cs.ratio((-math.inf, 12.0), (8.0, math.inf)) == (0.0, 1.5)
     assert cs.ratio((10.0, 12.0), (-math.inf, 10.0)) == (1.0, math.inf)
+
+
+def _t_martingale(x: np.ndarray, m: float, c2: float = cs.T_PRIOR) -> float:
+    """The scale-invariant mixture M_n(m), computed from its definition."""
+    y, n = x - m, x.size
+    s, v = float(np.sum(y)), float(np.sum(y * y))
+    return math.sqrt(c2 / (n + c2)) * (v / (v - s * s / (n + c2))) ** (n / 2)
+
+
+def test_t_cs_ends_are_where_the_mixture_martingale_reaches_one_over_alpha() -> None:
+    rng = np.random.default_rng(5)
+    for n in (5, 9, 30, 200):
+        x = rng.normal(2.0, 0.5, n)
+        low, high = cs.t_cs(x, 0.01)
+        for end in (low, high):
+            assert _t_martingale(x, end) == pytest.approx(100.0, rel=1e-6)
+        assert _t_martingale(x, float(np.mean(x))) < 100.0
+    assert cs.t_cs(rng.normal(0, 1, 3), 0.01) == (-math.inf, math.inf)  # too few to bound
+    assert cs.t_cs(np.array([1.0]), 0.01) == (-math.inf, math.inf)
+
+
+def test_t_cs_covers_the_mean_at_every_look_whatever_the_scale() -> None:
+    """400 seeded streams of 60 Gaussian windows, looked at after each: all 59 looks
+    together must cover in >= 1 - alpha of the streams, at any variance."""
+    rng, alpha = np.random.default_rng(12), 0.1
+    for sd in (0.05, 3.0):
+        misses = 0
+        for _ in range(400):
+            x = rng.normal(0.7, sd, 60)
+            if any(not lo <= 0.7 <= hi for lo, hi in (cs.t_cs(x[:n], alpha) for n in range(2, 61))):
+                misses += 1
+        assert misses / 400 <= alpha

@@ -83,7 +83,8 @@ def test_slow_canary_rolls_back_rejects_and_leaves_the_stable(tmp_path: Path) ->
     assert effects(target) == [("deploy", None), ("set_weights", 10), ("rollback", None)]
     mv = registry.get(NAME, v2)
     assert mv.rejected
-    assert "latency" in mv.tags["canaryflow.rejected_reasons"]
+    reasons = mv.tags["canaryflow.rejected_reasons"]
+    assert any(f"{name}.p" in reasons for name in ("latency", "ttft", "itl")), reasons
     assert registry.get_by_alias(NAME, CHAMPION).version == "1"
     state = target.status()
     assert state.stable is not None

@@ -8,9 +8,12 @@ How each decides (policy.py has the margins; sequential.py the confidence sequen
 - latency / ttft / itl, per quantile q: CS of q for each variant at alpha / (2 x #q), so
   all of them hold at every look together; ratio CS [L_c / U_s, U_c / L_s] and difference
   CS [L_c - U_s, U_c - L_s]. Fail: ratio low > max_ratio AND difference low >
-  min_increase_ms (or the canary's q confidently above max_ms). Pass: ratio high <=
-  pass_ratio OR difference high <= min_increase_ms. Quantiles cover the tail (p99), the
-  body (p50) and so changes of spread too, which one ratio of p95 could not.
+  min_increase_ms AND the window-level CS of the ratio (windows.py: one log-ratio per
+  paired window, so a slowdown of one window is not taken for the canary's) above
+  max_ratio (or the ratio CS above window_max_factor, beyond any one window's conditions),
+  or the canary's q confidently above max_ms. Pass: ratio high <= pass_ratio
+  OR difference high <= min_increase_ms OR the window-level ratio high <= pass_ratio.
+  Quantiles cover the tail (p99), the body (p50) and so changes of spread too.
 - error_rate: CS of each variant's failure rate at alpha / 2 (beta-binomial mixture); their
   difference vs max_increase / pass_increase, and max_rate on the canary's own.
 - quality: with paired rows (quality_paired, canary - stable score per row in [-1, 1]) a
@@ -34,6 +37,7 @@ from pydantic import BaseModel, ConfigDict
 
 from validation.analysis import sequential as cs
 from validation.analysis.policy import DriftCheck, ErrorRateCheck, LatencyCheck, QualityCheck
+from validation.analysis.windows import PairedWindows, WindowBound
 from validation.drift import DriftResult
 from validation.metrics.base import FloatArray, Metric, MetricSource, MetricSourceError, Sample
 
@@ -64,6 +68,9 @@ class CheckResult(BaseModel):
     alpha: float | None = None
     diff_low: float | None = None  # latency: CS of the increase in ms
     diff_high: float | None = None
+    windows: int | None = None  # latency: paired windows behind window_low..window_high
+    window_low: float | None = None  # latency: window-level CS of the ratio
+    window_high: float | None = None
     decided_at_requests: int | None = None  # step requests when the outcome was reached
     decided_at_s: float | None = None  # step seconds when the outcome was reached
     needs: str | None = None  # undecided: what it would still need
@@ -138,6 +145,7 @@ class LatencyState:
         self.alpha, self.min_samples = alpha, cfg.min_samples or min_samples
         self.values: dict[str, list[FloatArray]] = {"canary": [], "stable": []}
         self.step_n = {"canary": 0, "stable": 0}
+        self.windows = PairedWindows()
         self.error = ""
         self.sticky = _Sticky()
 
@@ -148,14 +156,15 @@ class LatencyState:
         self.sticky = _Sticky()
 
     def add(self, source: MetricSource, window_s: float) -> int:
-        added = 0
+        """One look's values of both variants: one paired window."""
+        window: dict[str, FloatArray] = {}
         for variant, chunks in self.values.items():
             got = _query(source, self.metric, variant, window_s)
             if isinstance(got, str):
                 self.error = got
                 continue
             if got.values is None and got.histogram is not None:
-                got_values = _histogram_values(got)
+                got_values = got.histogram.as_values()
             elif got.values is not None:
                 got_values = got.values
             else:
@@ -163,8 +172,9 @@ class LatencyState:
                 continue
             chunks.append(got_values)
             self.step_n[variant] += got_values.size
-            added += got_values.size
-        return added
+            window[variant] = got_values
+        self.windows.add(window.get("canary", np.empty(0)), window.get("stable", np.empty(0)))
+        return sum(v.size for v in window.values())
 
     def judge(self, look: Look) -> list[CheckResult]:
         c = np.sort(np.concatenate(self.values["canary"] or [np.empty(0)]))
@@ -173,9 +183,12 @@ class LatencyState:
             why = self.error or f"no {self.metric} samples yet"
             return [inconclusive(self.name, why, c.size, s.size)]
         a = self.alpha / (2 * len(self.cfg.quantiles))
-        return [self.sticky.settle(self._quantile(c, s, q, a), look) for q in self.cfg.quantiles]
+        return [self.sticky.settle(self._quantile(c, s, q, a, self.windows.bound(q, 2 * a)), look)
+                for q in self.cfg.quantiles]  # fmt: skip
 
-    def _quantile(self, c: FloatArray, s: FloatArray, q: float, a: float) -> CheckResult:
+    def _quantile(
+        self, c: FloatArray, s: FloatArray, q: float, a: float, w: WindowBound
+    ) -> CheckResult:
         cfg, pct = self.cfg, f"p{q * 100:g}"
         c_cs = cs.quantile_cs(c, q, a, presorted=True)
         s_cs = cs.quantile_cs(s, q, a, presorted=True)
@@ -183,14 +196,17 @@ class LatencyState:
         d_lo, d_hi = cs.difference(c_cs, s_cs)
         qc, qs = cs.order_quantile(c, q), cs.order_quantile(s, q)
         est = qc / qs if qs > 0 else math.inf
-        fails = r_lo > cfg.max_ratio and d_lo > cfg.min_increase_ms
+        per_request = r_lo > cfg.max_ratio and d_lo > cfg.min_increase_ms
+        beyond = not cfg.window_bound or w.low > cfg.max_ratio or r_lo > cfg.window_max_factor
+        fails = per_request and beyond
         over = cfg.max_ms is not None and c_cs[0] > cfg.max_ms
         enough = min(self.step_n.values()) >= self.min_samples
-        within = r_hi <= cfg.pass_limit or d_hi <= cfg.min_increase_ms
+        within = r_hi <= cfg.pass_limit or d_hi <= cfg.min_increase_ms or w.high <= cfg.pass_limit
         under = cfg.max_ms is None or c_cs[1] <= cfg.max_ms
         summary = (f"{pct} canary {qc:.4g} ms vs stable {qs:.4g} ms, ratio {est:.3g} "
                    f"CS [{r_lo:.3g}, {r_hi:.3g}], increase CS [{d_lo:.3g}, {d_hi:.3g}] "
-                   "ms")  # fmt: skip
+                   f"ms, over {w.windows} windows {w.ratio:.3g} CS [{w.low:.3g}, "
+                   f"{w.high:.3g}]")  # fmt: skip
         needs = None
         if fails or over:
             outcome = Outcome.FAIL
@@ -199,6 +215,11 @@ class LatencyState:
                    f"{cfg.max_ms:g}")  # fmt: skip
         elif within and under and enough:
             outcome, why = Outcome.PASS, f"within pass_ratio {cfg.pass_limit:g} or the floor"
+        elif per_request:
+            outcome = Outcome.INCONCLUSIVE
+            why = (f"beyond max_ratio {cfg.max_ratio:g} request by request, not yet across "
+                   "windows (one slow window is not the canary's)")  # fmt: skip
+            needs = f"a window-level CS above {cfg.max_ratio:g}: more windows ({w.windows} so far)"
         else:
             outcome = Outcome.INCONCLUSIVE
             n = min(self.step_n.values())
@@ -208,24 +229,13 @@ class LatencyState:
             needs = _needs(min(c.size, s.size), est, r_lo, r_hi, (cfg.max_ratio, cfg.pass_limit))
         return CheckResult(
             name=f"{self.name}.{pct}", outcome=outcome, reason=f"{summary}: {why}",
-            test=f"quantile confidence sequences (Howard & Ramdas 2022), alpha {a:.3g} each",
+            test=f"quantile CS per variant (Howard & Ramdas 2022), alpha {a:.3g} each; window t-CS "
+            f"(Wang & Ramdas 2024), alpha {2 * a:.3g}",
             n_canary=c.size, n_stable=s.size, canary_value=qc, stable_value=qs, effect=est,
             ci_low=r_lo, ci_high=r_hi, ci_level=1 - 2 * a, alpha=2 * a,
             diff_low=d_lo, diff_high=d_hi, needs=needs,
+            windows=w.windows, window_low=w.low, window_high=w.high,
         )  # fmt: skip
-
-
-def _histogram_values(sample: Sample) -> FloatArray:
-    """Bucketed observations as their bucket's upper bound (+Inf: the highest finite one).
-    Ties at bounds make the quantile CS conservative only when buckets are fine."""
-    hist = sample.histogram
-    assert hist is not None
-    bounds = np.asarray(hist.upper_bounds, dtype=np.float64)
-    finite = bounds[np.isfinite(bounds)]
-    top = float(finite[-1]) if finite.size else 0.0
-    bounds = np.where(np.isfinite(bounds), bounds, top)
-    counts = np.clip(np.round(np.asarray(hist.counts, dtype=np.float64)), 0, None).astype(int)
-    return np.repeat(bounds, counts)
 
 
 class RateState:

@@ -79,6 +79,19 @@ class LatencyCheck(_Frozen):
     min_samples: int | None = Field(
         None, ge=1, description="Per-variant minimum for this check; None: the policy's."
     )
+    window_bound: bool = Field(
+        True, description="A fail also needs the window-level bound (one canary/stable ratio "
+        "per paired window, anytime-valid t confidence sequence) beyond max_ratio, so that "
+        "one variant slowed for a whole window by shared cores is not taken for the "
+        "canary's slowdown (a fail then needs 5+ windows). False: request-level bounds "
+        "alone, faster, for variants on hardware of their own.",
+    )  # fmt: skip
+    window_max_factor: float = Field(
+        10.0, gt=1.0, description="A factor the conditions of one window cannot make alone "
+        "(identical models on 2 loaded cores: 0.33-3.16, log-SD 0.7, so beyond 10x about once "
+        "in 2000 windows): a ratio confidently beyond it and max_ratio request by request "
+        "fails without waiting for windows, so a blatant slowdown stops in a batch or two.",
+    )  # fmt: skip
 
     @field_validator("quantiles")
     @classmethod

@@ -86,6 +86,9 @@ class StepVerdict(BaseModel):
                 "increase_ms": None
                 if c.diff_low is None
                 else f"[{c.diff_low:.4g}, {c.diff_high:.4g}]",
+                "windows": None
+                if c.windows is None
+                else f"{c.windows}: [{c.window_low:.4g}, {c.window_high:.4g}]",
                 "alpha": c.alpha,
                 "n_canary": c.n_canary,
                 "n_stable": c.n_stable,

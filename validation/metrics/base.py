@@ -90,6 +90,16 @@ class Histogram:
     def total(self) -> float:
         return float(sum(self.counts))
 
+    def as_values(self) -> FloatArray:
+        """Bucketed observations as their bucket's upper bound (+Inf: the highest finite
+        one). Ties at bounds make a quantile CS conservative only when buckets are fine."""
+        bounds = np.asarray(self.upper_bounds, dtype=np.float64)
+        finite = bounds[np.isfinite(bounds)]
+        top = float(finite[-1]) if finite.size else 0.0
+        bounds = np.where(np.isfinite(bounds), bounds, top)
+        counts = np.clip(np.round(np.asarray(self.counts, dtype=np.float64)), 0, None)
+        return np.repeat(bounds, counts.astype(int))
+
 
 @dataclass(frozen=True, eq=False)
 class Sample:

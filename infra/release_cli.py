@@ -90,6 +90,7 @@ def _release(ns: argparse.Namespace) -> int:
     from infra.prefect_api import PrefectApi, PrefectApiError, reasons_of, verdict_of
 
     spec = spec_params(ns.spec)
+    # validated again as sent: the anchored paths, not the file's, go to the deployment
     name, _version, _alias = ReleaseSpec.model_validate(spec).model_ref()
     api = PrefectApi(_api_url())
     try:

@@ -3,7 +3,7 @@ that moves with each phase and each canary step, with the phase's line as its de
 
     shown = ReleaseProgress(release_id, steps=[10, 25, 50])
     shown.phase("validate")                          # 10 %
-    shown.canary("canary 25%: batch 3, 412 requests, 95 s — ...")
+    shown.canary(25, "canary 25%: batch 3, 412 requests, 95 s — ...")
 
 Best effort: outside a Prefect flow run, or when the API does not answer, nothing is shown
 and the release goes on (the printed lines and `canaryflow status` still say where it is).
@@ -12,7 +12,6 @@ and the release goes on (the printed lines and `canaryflow status` still say whe
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +32,6 @@ PHASES = {
     "done": 100.0,
 }
 _CANARY_SPAN = PHASES["approval"] - PHASES["canary"]
-_STEP = re.compile(r"canary (\d+)%")
 
 
 def canary_percent(steps: Sequence[int], weight: int) -> float:
@@ -52,12 +50,9 @@ class ReleaseProgress:
     def phase(self, phase: str) -> None:
         self._show(PHASES.get(phase, self.percent), f"release {self.release_id}: {phase}")
 
-    def canary(self, line: str) -> None:
-        """A canary batch line from the controller; its weight places it among the steps."""
-        match = _STEP.match(line)
-        weight = int(match.group(1)) if match else None
-        percent = self.percent if weight is None else canary_percent(self.steps, weight)
-        self._show(percent, line)
+    def canary(self, weight: int, line: str) -> None:
+        """A canary batch of the step at `weight` (which places it among the steps)."""
+        self._show(canary_percent(self.steps, weight), line)
 
     def done(self, verdict: str) -> None:
         self._show(PHASES["done"], f"release {self.release_id}: {verdict}")

@@ -145,18 +145,14 @@ def run_canary(
     """Every step: weights → batches, each judged sequentially → advance / retry / rollback.
     Each batch's line is printed and, with `shown`, moves the release's Prefect progress bar."""
 
-    def say(line: str) -> None:
-        print(line)
-        if shown is not None:
-            shown.canary(line)
-
     looks = None
     if ports.controls is not None:  # `canaryflow status` shows the phase
         ports.controls.update(release_id, phase="canary")
         looks = ports.controls.bind(release_id)
     controller = CanaryController(ports.target, ports.load(candidate.model_dir),
                                   clock=ports.clock, sleep=ports.sleep,
-                                  progress=say, controls=looks)  # fmt: skip
+                                  progress=print, controls=looks,
+                                  on_batch=None if shown is None else shown.canary)  # fmt: skip
     out_dir = ports.work_dir / release_id
     result = controller.run(spec.canary.steps, spec.canary.policy, out_dir,
                             interval_s=spec.canary.interval_s)  # fmt: skip

@@ -168,9 +168,11 @@ class CanaryController:
         sleep: Sleep = time.sleep,
         max_runs_per_step: int = 1000,
         progress: Callable[[str], None] | None = None,
+        on_batch: Callable[[int, str], None] | None = None,
         controls: ReleaseLooks | None = None,
     ) -> None:
-        self.progress = progress
+        """`progress`: every line for people; `on_batch`: (step weight, line) per batch."""
+        self.progress, self.on_batch = progress, on_batch
         self.controls = controls
         self.target = target
         self.load = load
@@ -313,12 +315,16 @@ class CanaryController:
 
     def _say(self, step: _Step, verdict: StepVerdict) -> None:
         """One line per batch for people watching: weight, evidence so far, each check."""
-        if self.progress is None:
+        if self.progress is None and self.on_batch is None:
             return
         checks = ", ".join(f"{c.name} {c.outcome.value}" + (f" {c.effect:.3g}"
                            if c.effect is not None else "") for c in verdict.checks)  # fmt: skip
-        self.progress(f"canary {step.weight}%: batch {step.batches}, {step.requests} requests, "
-                      f"{self.clock() - step.started:.0f} s — {checks}")  # fmt: skip
+        line = (f"canary {step.weight}%: batch {step.batches}, {step.requests} requests, "
+                f"{self.clock() - step.started:.0f} s — {checks}")  # fmt: skip
+        if self.progress is not None:
+            self.progress(line)
+        if self.on_batch is not None:
+            self.on_batch(step.weight, line)
 
     def _batch(self, step: _Step, requests: int) -> StepEvidence | None:
         """One batch's evidence; None when the load reports no traffic at all."""

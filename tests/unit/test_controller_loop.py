@@ -276,3 +276,19 @@ def test_a_router_lost_twice_in_a_row_aborts(tmp_path: Path) -> None:
     assert not result.passed
     assert result.aborted
     assert "RouterUnreachableError" in result.reasons[0]
+
+
+def test_each_batch_is_reported_with_its_step_weight(tmp_path: Path) -> None:
+    """on_batch gets (weight, line) per batch: what the Prefect progress bar is placed by."""
+    target, clock = _target_with_canary(), FakeClock()
+    load = FakeStepLoad(good_canary(), clock=clock, seconds_per_run=5)
+    lines: list[str] = []
+    batches: list[tuple[int, str]] = []
+    controller = CanaryController(target, load, clock=clock, sleep=clock.advance,
+                                  progress=lines.append,
+                                  on_batch=lambda w, line: batches.append((w, line)))  # fmt: skip
+    assert controller.run(STEPS, CanaryPolicy(), tmp_path).passed
+    assert [w for w, _ in batches] == sorted(w for w, _ in batches)
+    assert {w for w, _ in batches} == set(STEPS)
+    assert all(line.startswith(f"canary {w}%: batch ") for w, line in batches)
+    assert [line for _, line in batches] == [x for x in lines if x.startswith("canary ")]

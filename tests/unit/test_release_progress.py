@@ -28,7 +28,7 @@ def test_each_step_takes_its_share_of_the_canary_span() -> None:
 def test_outside_a_flow_run_nothing_is_shown_and_nothing_fails() -> None:
     shown = ReleaseProgress("r1", [10, 50])
     shown.phase("validate")
-    shown.canary("canary 50%: batch 2, 300 requests, 40 s — latency.p99 pass")
+    shown.canary(50, "canary 50%: batch 2, 300 requests, 40 s — latency.p99 pass")
     shown.phase("deploy")  # a bar never moves back
     assert shown.artifact is None
     assert shown.percent == canary_percent([10, 50], 50)

@@ -59,10 +59,15 @@ RELEASE = "release/release"
 # One canary step at 50% (both variants loaded alike), 100 requests per variant minimum.
 # Latency and TTFT judged at p50 only: the default p95/p99 pass needs ~2200 requests per
 # variant (595 s on CI for test 2); their false-alarm rate and power are measured in
-# bench/sequential.py and the demo runs the defaults.
+# bench/sequential.py and the demo runs the defaults. A 150 s deadline (the demo's): on
+# loaded CI cores an identical canary's latency may not be shown within tolerance, and
+# then advances with no harm shown (on_inconclusive: advance) instead of waiting 300 s.
 P50 = {"quantiles": [0.5]}
 FAST_CANARY: dict[str, Any] = {
-    "canary": {"steps": [50], "policy": {"min_samples": 100, "latency": P50, "ttft": P50}},
+    "canary": {
+        "steps": [50],
+        "policy": {"min_samples": 100, "latency": P50, "ttft": P50, "progress_deadline_s": 150},
+    },
     "load": {"users": 6, "max_tokens": 8, "max_step_s": 240},
 }
 EVAL_ROWS = 200

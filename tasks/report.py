@@ -129,6 +129,7 @@ def _log_run(
         **outcome.tags,
     })  # fmt: skip
     run_id: str = run.info.run_id
+    _log_evaluation_input(client, run_id, outcome.tags)
     for key, value in report.metrics(outcome).items():
         client.log_metric(run_id, key, value)
     logged: list[str] = []
@@ -144,6 +145,34 @@ def _log_run(
     _tag_version(client, outcome, run_id)
     client.set_terminated(run_id)
     return LoggedRun(run_id, tuple(logged), tuple(notes))
+
+
+def _log_evaluation_input(client: Any, run_id: str, tags: dict[str, str]) -> None:
+    """The evaluation set the release was judged on, as the run's input dataset (the run
+    page's "Datasets used"): its name, content digest and where it came from."""
+    digest = tags.get("canaryflow.eval_digest")
+    if not digest:
+        return  # no offline evaluation in this release
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    name = tags.get("canaryflow.eval_dataset") or tags.get("canaryflow.eval_name") or "evaluation"
+    registered = tags.get("canaryflow.eval_dataset_id")
+    source = {"uri": tags.get("canaryflow.eval_source", "")}
+    if registered:
+        source["dataset_id"] = registered
+    rows = tags.get("canaryflow.eval_rows")
+    kind = "mlflow_evaluation_dataset" if registered else "local"
+    dataset = Dataset(
+        name=name,
+        digest=digest.removeprefix("sha256:")[:36],
+        source_type=kind,
+        source=json.dumps(source),
+        profile=json.dumps({"num_rows": rows}),
+    )
+    context = InputTag(key="mlflow.data.context", value="evaluation")
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset, tags=[context])])
 
 
 def _log_pictures(

@@ -135,12 +135,22 @@ def test_the_release_is_logged_as_an_mlflow_run(tmp_path: Path) -> None:
     step = StepRecord(weight=10, attempt=1, requests=100, outcome="pass", action="advance",
                       reason="all checks passed", elapsed_s=1.0, reports={"locust": html},
                       table=[{"check": "latency", "outcome": "pass", "effect": 1.02}])  # fmt: skip
+    judged_on = {"canaryflow.eval_digest": "sha256:" + "ab" * 32,
+                 "canaryflow.eval_name": "support-tickets", "canaryflow.eval_rows": "250",
+                 "canaryflow.eval_source": "/data/support.jsonl",
+                 "canaryflow.eval_dataset": "support-tickets-abab",
+                 "canaryflow.eval_dataset_id": "d-123"}  # fmt: skip
     outcome = ReleaseOutcome(release_id="r-1", model_name=NAME, version="2",
-                             verdict="promoted", steps=(step,))  # fmt: skip
+                             verdict="promoted", steps=(step,), tags=judged_on)  # fmt: skip
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = log_release_run(uri, outcome)
     run = MlflowClient(uri).get_run(run_id)
     assert run.data.tags["canaryflow.verdict"] == "promoted"
+    (used,) = run.inputs.dataset_inputs  # the run page's "Datasets used"
+    assert used.dataset.name == "support-tickets-abab"
+    assert used.dataset.digest == ("ab" * 32)[:36]
+    assert '"dataset_id": "d-123"' in used.dataset.source
+    assert [(t.key, t.value) for t in used.tags] == [("mlflow.data.context", "evaluation")]
     assert run.data.tags["canaryflow.model_version"] == "2"
     assert run.data.metrics["step10.run1.latency.effect"] == pytest.approx(1.02)
     names = {a.path for a in MlflowClient(uri).list_artifacts(run_id, "reports/step-10-1")}

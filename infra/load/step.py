@@ -97,6 +97,7 @@ class LocustStepLoad:
         self._rows, self._scorer = self._evaluation()
         self._row_offset = 0
         self._last: tuple[int, float] | None = None  # (weight, wall time) the last run ended
+        self._born = time.time()  # this release's analysis began: no evidence from before
         self._drift_judged: int | None = None  # the weight whose drift verdict is in
 
     def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
@@ -134,11 +135,15 @@ class LocustStepLoad:
                             reports=reports, traffic=traffic)  # fmt: skip
 
     def _window_start(self, weight: int) -> float:
-        """The previous run's end at the same weight (windows never overlap), else 30 s ago."""
+        """The previous run's end at the same weight (windows never overlap), else 30 s ago,
+        but never before this step load was made: a window reaching into the previous
+        release would count its canary's failures (the same slot, the same router counters)
+        as this canary's (seen: a 5xx canary's 63 router errors failed the next release's
+        error_rate)."""
         now = time.time()
         if self._last is not None and self._last[0] == weight:
             return min(self._last[1], now)
-        return now - _WINDOW_MARGIN_S
+        return max(now - _WINDOW_MARGIN_S, min(self._born, now))
 
     def _paired(self, weight: int, requests: int, out_dir: Path) -> Path | None:
         settings = self.options.paired

@@ -50,11 +50,11 @@ class DirectTarget(FakeTarget):
         return self.key_file
 
 
-def users(folder: Path, variant: str, n: int) -> None:
+def users(folder: Path, variant: str, n: int, tag: str = "user") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / f"capture-{variant}-h-1.jsonl").open("a", encoding="utf-8") as f:
         for i in range(n):
-            ex = Exchange(request_id=f"user-{variant}-{i}", variant=variant, model_version="1",
+            ex = Exchange(request_id=f"{tag}-{variant}-{i}", variant=variant, model_version="1",
                           method="POST", path="/v1/chat/completions", started_at=time.time(),
                           status=200, response_body=ANSWER)  # fmt: skip
             f.write(json.dumps(build_record(ex, RegexRedactor([]))) + "\n")
@@ -91,9 +91,11 @@ def step_load(tmp_path: Path, target: FakeTarget, **options: object) -> LocustSt
 def test_enough_user_traffic_sends_no_load_and_the_paired_window_gives_speed_and_quality(
     tmp_path: Path, target: DirectTarget, servers: tuple[SseServer, SseServer]
 ) -> None:
+    users(target.capture, "canary", 5, "earlier")  # before this analysis: not its evidence
+    load = step_load(tmp_path, target)
     users(target.capture, "canary", 12)
     users(target.capture, "stable", 12)
-    evidence = step_load(tmp_path, target).run(50, 20, tmp_path / "run")
+    evidence = load.run(50, 20, tmp_path / "run")
 
     assert "locust" not in evidence.reports
     assert not (tmp_path / "run" / "requests.jsonl").exists()
@@ -123,13 +125,13 @@ def test_enough_user_traffic_sends_no_load_and_the_paired_window_gives_speed_and
 
 
 def test_successive_runs_send_the_next_rows(tmp_path: Path, target: DirectTarget) -> None:
+    load = step_load(tmp_path, target, paired=PairedSettings(pairs=4))
     users(target.capture, "canary", 50)
     users(target.capture, "stable", 50)
-    load = step_load(tmp_path, target, paired=PairedSettings(pairs=4))
     first = load.run(50, 8, tmp_path / "a").source.query(Metric.QUALITY, "stable", 60)
     assert first.n == 4
-    users(target.capture, "canary", 50)
-    users(target.capture, "stable", 50)
+    users(target.capture, "canary", 50, "later")
+    users(target.capture, "stable", 50, "later")
     second = load.run(50, 8, tmp_path / "b")
     rows = [json.loads(line)["row_id"] for line in (tmp_path / "b" / "paired.jsonl").open()]
     assert sorted(set(rows)) == ["golden-0", "golden-1", "golden-4", "golden-5"]

@@ -7,13 +7,13 @@ import pytest
 
 from validation.analysis.checks import (
     DriftState,
-    LatencyState,
     Look,
     Outcome,
     QualityState,
     RateState,
     worst,
 )
+from validation.analysis.latency import LatencyState
 from validation.analysis.policy import (
     DriftCheck,
     ErrorRateCheck,

@@ -25,13 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from validation.analysis.checks import (
     CheckResult,
     DriftState,
-    LatencyState,
     Look,
     Outcome,
     QualityState,
     RateState,
     worst,
 )
+from validation.analysis.latency import LatencyState
 from validation.analysis.policy import CanaryPolicy, HardFailurePolicy
 from validation.drift import DriftResult
 from validation.metrics.base import Metric, MetricSource, Sample

@@ -60,18 +60,15 @@ class PairedWindows:
 
     def log_ratios(self, p: float) -> FloatArray:
         """d_w of every complete (merged) window, in order."""
-        need, out = window_min(p), []
-        pend_c: list[FloatArray] = []
-        pend_s: list[FloatArray] = []
-        for c, s in zip(self.canary, self.stable, strict=True):
-            pend_c.append(c)
-            pend_s.append(s)
-            if sum(a.size for a in pend_c) < need or sum(a.size for a in pend_s) < need:
-                continue
-            qc = cs.order_quantile(np.sort(np.concatenate(pend_c)), p)
-            qs = cs.order_quantile(np.sort(np.concatenate(pend_s)), p)
+        need, out, start = window_min(p), [], 0
+        for end in range(1, len(self.canary) + 1):
+            c = np.concatenate(self.canary[start:end])
+            s = np.concatenate(self.stable[start:end])
+            if min(c.size, s.size) < need:
+                continue  # merged with the next window
+            qc, qs = cs.order_quantile(np.sort(c), p), cs.order_quantile(np.sort(s), p)
             out.append(math.log(max(qc, _TINY_MS)) - math.log(max(qs, _TINY_MS)))
-            pend_c, pend_s = [], []
+            start = end
         return np.asarray(out, dtype=np.float64)
 
     def bound(self, p: float, alpha: float) -> WindowBound:

@@ -11,6 +11,7 @@ version the trainer registered itself, or content registered before, carries the
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from pathlib import Path
 from infra.errors import ArtifactError, RegistryError, TrainerOutputError, ValidationError
 from infra.registry.base import CHALLENGER, ModelRegistry, ModelVersion
 from infra.training.request import TrainerResult
+from validation import manifest
 from validation.artifact import ArtifactReport, Flavor, check_artifact
+
+log = logging.getLogger("canaryflow.training")
 
 _URI = re.compile(r"^models:/(?P<name>[A-Za-z0-9_.-]+)/(?P<version>\d+)$")
 
@@ -52,6 +56,8 @@ def checked_model(
             ) from exc
     else:
         model_dir = Path(str(result.model_dir))
+        if model_dir.resolve().is_relative_to(work_dir.resolve()):  # ours to tidy, not a user's
+            _drop_inherited_manifest(model_dir, trainer)
     try:
         report = check_artifact(model_dir, flavor)
     except ValidationError as exc:
@@ -60,6 +66,23 @@ def checked_model(
             f"({type(exc).__name__}: {exc}); nothing was registered"
         ) from exc
     return CheckedModel(model_dir, report, registered)
+
+
+def _drop_inherited_manifest(model_dir: Path, trainer: str) -> None:
+    """A trainer that starts from a copy of the champion's files also copies its
+    canaryflow manifest, which then names the parent's weights: every fine-tune would fail
+    as "differs from its manifest". The manifest is canaryflow's packaging record, written
+    at register; a directory a trainer produced has not been packaged yet, so one found there
+    is not evidence of anything and is removed (register writes the candidate's own)."""
+    inherited = model_dir / manifest.MANIFEST_FILE
+    if inherited.is_file():
+        log.info(
+            "%s: %s came with the trainer's output (copied from its parent?); dropped, the "
+            "candidate's own is written when it is registered",
+            trainer,
+            inherited,
+        )
+        inherited.unlink()
 
 
 def register_candidate(

@@ -105,6 +105,30 @@ def test_a_user_trainer_retrains_from_captured_traffic(harness: None, stack: Any
     )
 
 
+USER_TRAINER = Path(__file__).parents[1] / "fixtures" / "user_trainer.py"
+
+
+def test_a_team_fine_tuning_script_is_a_trainer(harness: None, stack: Any) -> None:
+    """tests/fixtures/user_trainer.py (plain transformers SFT, no canaryflow import) fine-tunes
+    the champion on the exported users' rows; its output is checked and registered."""
+    from flows.retrain import retrain
+
+    registry, capture, fixture = stack
+    script = RetrainSpec.model_validate({
+        **spec(capture, COPY, fixture).model_dump(mode="json"),
+        "trainer": {"kind": "command", "timeout_s": 300,
+                    "command": [sys.executable, str(USER_TRAINER), "{request}", "--steps", "3"]},
+    })  # fmt: skip
+    version = retrain(script, drift={"model": "team-model", "drift_share": 0.7}, event_id="e2")
+    mv = registry.get("team-model", version)
+    assert mv.tags["team.trainer"] == "user-sft"  # the trainer's own tag, beside the lineage
+    assert mv.tags["canaryflow.parent_version"] == "1"
+    assert "user_trainer.py" in mv.tags["canaryflow.trainer"]
+    run = registry.client.get_run(mv.tags["canaryflow.retrain_run_id"])
+    assert run.data.metrics["train_rows"] > 0  # the users' rows only: cf-load ones are not in
+    assert "holdout_loss_after" in run.data.metrics
+
+
 def test_a_failing_trainer_registers_and_releases_nothing(harness: None, stack: Any) -> None:
     from flows.retrain import retrain
 

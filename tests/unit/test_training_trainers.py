@@ -82,6 +82,45 @@ def test_a_command_trainer_produces_a_checked_model(
     )
 
 
+def test_a_fine_tune_of_a_champion_copy_is_not_refused_for_the_parents_manifest(
+    request_file: Path, untrained_model: Path
+) -> None:
+    """A trainer that copies the champion's verified files (canaryflow manifest included)
+    and rewrites the weights produced a model refused as "differs from its manifest"."""
+    from validation import manifest
+
+    manifest.write(untrained_model)  # as the champion's copy in the request has one
+    tamper = COPY_TRAINER + (
+        "p = os.path.join(out, 'model', 'model.safetensors')\n"
+        "data = bytearray(open(p, 'rb').read()); data[-1] ^= 1; open(p, 'wb').write(data)\n"
+    )
+    runner = command(tamper, FIXTURE_MODEL=str(untrained_model))
+    result = runner.train(request_file, request_file.parent / "output")
+    registry = FakeRegistry()
+    model = checked_model(result, registry, request_file.parent, flavor="cpu",
+                          trainer=runner.describe())  # fmt: skip
+    assert not (model.model_dir / manifest.MANIFEST_FILE).exists()
+    mv = registry.register("m", model.model_dir)  # its own manifest, of its own weights
+    assert manifest.verify(model.model_dir) == mv.digest
+
+
+def test_a_users_own_model_dir_keeps_its_manifest_checked(
+    tmp_path: Path, untrained_model: Path
+) -> None:
+    """Outside the retrain's work directory nothing is removed: a stale manifest there is
+    still a named mismatch."""
+    from validation import manifest
+
+    manifest.write(untrained_model)
+    (untrained_model / "config.json").write_text(
+        (untrained_model / "config.json").read_text() + " "
+    )
+    result = TrainerResult(model_dir=str(untrained_model))
+    with pytest.raises(TrainerOutputError, match="differs from its manifest"):
+        checked_model(result, FakeRegistry(), tmp_path / "job", flavor="cpu", trainer="t")
+    assert (untrained_model / manifest.MANIFEST_FILE).exists()
+
+
 def test_an_output_dir_holding_the_model_itself_is_the_answer(
     request_file: Path, untrained_model: Path
 ) -> None:

@@ -269,7 +269,9 @@ def test_4_git_push_starts_a_release_of_the_pushed_spec(
 USER_TRAINER = ROOT / "tests" / "fixtures" / "user_trainer.py"
 
 
-def test_5_drift_check_retrain_and_release_chain(stack: Stack, evaluation: dict[str, Any]) -> None:
+def test_5_drift_check_retrain_and_release_chain(
+    stack: Stack, evaluation: dict[str, Any], tmp_path: Path
+) -> None:
     """Drifted traffic → drift-check's event → retrain with a team's own fine-tuning script
     (tests/fixtures/user_trainer.py: plain transformers, not the demo's trainer) → a release
     of its candidate, promoted through a canary; then a trainer that fails releases nothing."""
@@ -320,6 +322,15 @@ def test_5_drift_check_retrain_and_release_chain(stack: Stack, evaluation: dict[
     assert tags["canaryflow.decision"] == "promoted"
     assert tags["canaryflow.image"]
     assert tags["canaryflow.data_digest"]
+    # ... and the MLflow UI shows that lineage on the version's page, as a person opens it
+    mlflow_ui = re.search(r"(http://[^\s)\]]+?)/#/experiments/", released)
+    assert mlflow_ui is not None, "the record links no MLflow run"
+    with chromium() as browser:
+        page = look(browser, f"{mlflow_ui[1]}/#/models/{NAME}/versions/4",
+                    "canaryflow.parent_version", tmp_path / "mlflow-v4-lineage.png")  # fmt: skip
+    for shown in ("canaryflow.data_digest", "canaryflow.trigger", "canaryflow.decision",
+                  tags["canaryflow.data_digest"][:16], "user-sft"):  # fmt: skip
+        assert shown in page.text, f"{page.url} does not show {shown}"
 
     # The same chain with a trainer that cannot run: the retrain fails naming it, and
     # nothing is registered, released or changed.

@@ -312,6 +312,11 @@ class ContainerStartError(DeployError):
     """The container exited or was not healthy in time (a new one is removed); log quoted."""
 
 
+class TargetServesAnotherModelError(DeployError):
+    """The target serves another registered model: one target serves one model, and a
+    release of a second one there would replace the first under its clients."""
+
+
 class TargetBusyError(DeployError):
     """A canary from another release is deployed; promote or roll it back first (reconcile)."""
 

@@ -48,6 +48,8 @@ class DeployedVariant:
     image: str
     release_id: str
     healthy: bool
+    model_name: str = ""
+    """The registered model it serves ("" when its labels predate the model-name label)."""
 
 
 @dataclass(frozen=True)

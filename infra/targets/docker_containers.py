@@ -111,6 +111,7 @@ class Member:
             image=self.labels.get(IMAGE_LABEL, ""),
             release_id=self.labels.get(RELEASE_LABEL, ""),
             healthy=self.healthy,
+            model_name=self.labels.get(MODEL_NAME_LABEL, ""),
         )
 
 

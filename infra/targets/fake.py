@@ -49,6 +49,7 @@ class FakeTarget:
             image=variant.image,
             release_id=variant.release_id,
             healthy=not (role == "canary" and self.unhealthy_canary),
+            model_name=variant.model_name,
         )
         if role == "stable":
             self.stable = deployed

@@ -56,6 +56,7 @@ class Member:
             a.get(IMAGE_ANNOTATION, ""),
             a.get(RELEASE_LABEL, ""),
             self.healthy,
+            a.get(MODEL_NAME_LABEL, ""),
         )
 
 

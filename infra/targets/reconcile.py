@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from infra.errors import DeployError, ModelVersionNotFoundError
+from infra.errors import DeployError, ModelVersionNotFoundError, TargetServesAnotherModelError
 from infra.registry.base import CHAMPION, ModelRegistry
 from infra.targets.base import DeployTarget, TargetState
 
@@ -82,9 +82,31 @@ def decide(state: TargetState, champion: str | None) -> tuple[Action, str]:
     )
 
 
+def ensure_serves_only(state: TargetState, model_name: str) -> None:
+    """Refuse a target that serves another registered model, before anything is changed.
+
+    Everything here reads one model's `champion` against what the target serves: on a
+    target serving model A, a release of B would judge A's canary by B's alias (promoting
+    or rolling back A's release), point B's `champion` at A's version number, and then
+    canary B under A's clients, who ask for A's served name."""
+    for deployed in (state.stable, state.canary):
+        if deployed is not None and deployed.model_name not in ("", model_name):
+            raise TargetServesAnotherModelError(
+                f"this target serves {deployed.model_name} v{deployed.model_version} as its "
+                f"{deployed.role} (release {deployed.release_id}); a release of {model_name} "
+                f"here would replace it under its clients and move {model_name}'s champion "
+                f"to that version. One target serves one model: release {model_name} on a "
+                "target of its own (Docker: a worker whose CANARYFLOW_DOCKER_NAME and ports "
+                "differ, see infra/targets/docker_config.py; Kubernetes: its own namespace "
+                "or overlay). Nothing was changed."
+            )
+
+
 def reconcile(target: DeployTarget, registry: ModelRegistry, model_name: str) -> ReconcileResult:
-    """Finish or undo whatever an earlier release left; then align `champion` with the stable."""
+    """Finish or undo whatever an earlier release left; then align `champion` with the stable.
+    A target serving another model is refused first (`ensure_serves_only`)."""
     before = target.status()
+    ensure_serves_only(before, model_name)
     champion = champion_version(registry, model_name)
     action, reason = decide(before, champion)
     if action == "promoted":

@@ -109,6 +109,7 @@ def test_first_deploy_becomes_the_labelled_stable_behind_the_router(
     assert (state.stable.model_version, state.stable.release_id, state.stable.healthy) == (
         "1", "rel-1", True,
     )  # fmt: skip
+    assert state.stable.model_name == variant(standin, "1", "rel-1").model_name  # its label
     assert (state.canary, state.canary_percent, state.router_url) == (None, 0, target.router_url)
     resp = chat(target)
     assert resp.status_code == 200

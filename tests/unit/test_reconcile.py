@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import DeployError, RegistryUnreachableError
+from infra.errors import DeployError, RegistryUnreachableError, TargetServesAnotherModelError
 from infra.registry import CHAMPION, FakeRegistry
 from infra.targets.base import DeployedVariant, TargetState, Variant
 from infra.targets.fake import FakeTarget
 from infra.targets.reconcile import (
     decide,
+    ensure_serves_only,
     promote_release,
     reconcile,
     rollback_release,
@@ -244,3 +245,35 @@ def test_decide(
     stable: str | None, canary: str | None, percent: int, champion: str | None, action: str
 ) -> None:
     assert decide(_state(stable, canary, percent), champion)[0] == action
+
+
+def test_a_target_serving_another_model_is_refused_naming_it() -> None:
+    serving = DeployedVariant("stable", "7", "img", "rel-a", True, model_name="support-bot")
+    state = TargetState(serving, None, 0, None)
+    ensure_serves_only(state, "support-bot")  # its own model: fine
+    with pytest.raises(TargetServesAnotherModelError, match=r"serves support-bot v7 as its "
+                       r"stable \(release rel-a\); a release of tiny-chat"):  # fmt: skip
+        ensure_serves_only(state, "tiny-chat")
+    canary = DeployedVariant("canary", "8", "img", "rel-b", True, model_name="support-bot")
+    with pytest.raises(TargetServesAnotherModelError, match="v8 as its canary"):
+        ensure_serves_only(TargetState(None, canary, 100, None), "tiny-chat")
+
+
+def test_variants_labelled_before_the_model_name_label_are_not_refused() -> None:
+    old = DeployedVariant("stable", "3", "img", "rel", True)  # model_name ""
+    ensure_serves_only(TargetState(old, None, 0, None), "tiny-chat")
+
+
+def test_reconcile_of_another_model_changes_neither_the_target_nor_its_alias(
+    registry: FakeRegistry,
+) -> None:
+    target = FakeTarget()
+    target.deploy(Variant("stable", "img", "support-bot", "1", "r1"))
+    target.deploy(Variant("canary", "img", "support-bot", "2", "r2"))
+    registry.set_alias(NAME, CHAMPION, "1")
+    with pytest.raises(TargetServesAnotherModelError):
+        reconcile(target, registry, NAME)
+    state = target.status()
+    assert state.canary is not None  # support-bot's release in flight is left to it
+    assert [n for n, _ in target.calls if n not in ("status", "deploy")] == []
+    assert registry.get_by_alias(NAME, CHAMPION).version == "1"

@@ -157,6 +157,27 @@ def test_an_unreachable_target_ends_in_an_error_before_anything_changes(tmp_path
     assert_unchanged(ports)
 
 
+def test_a_target_serving_another_model_is_refused_before_anything_changes(
+    tmp_path: Path,
+) -> None:
+    """On a target serving my-model, a release of other-model used to reconcile by
+    other-model's champion and point it at my-model's version; now it is refused first."""
+    ports = make_ports(tmp_path)
+    serve(ports, tmp_path, "a", "b")  # my-model v1 serves, v2 is its challenger
+    assert isinstance(ports.target, FakeTarget)
+    other = ports.registry.register("other-model", model_dir(tmp_path, "o1"), alias=CHAMPION)
+    ports.registry.register("other-model", model_dir(tmp_path, "o2"), alias=CHALLENGER)
+    err = failed(ReleaseSpec(model="models:/other-model/2"), ports)
+    message = str(err)
+    assert "TargetServesAnotherModelError during reconcile" in message
+    assert f"serves {NAME} v1 as its stable" in message
+    assert "One target serves one model" in message
+    assert ports.registry.get_by_alias("other-model", CHAMPION).version == other.version
+    assert not ports.registry.get("other-model", "2").rejected
+    assert [n for n, _ in ports.target.calls if n != "status"] == ["deploy"]  # serve()'s only
+    assert_unchanged(ports)
+
+
 def test_a_crash_in_the_canary_rolls_it_back_and_keeps_the_champion(tmp_path: Path) -> None:
     class Exploding:
         def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:

@@ -149,6 +149,7 @@ def test_canary_joins_the_route_at_zero_and_weights_move_live(cluster: FakeClust
     assert state.canary is not None
     assert state.canary.model_version == "2"
     assert state.canary.healthy
+    assert state.stable.model_name == state.canary.model_name == variant("1").model_name
 
 
 def test_promote_moves_traffic_then_labels_then_deletes_the_old_stable(

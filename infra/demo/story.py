@@ -155,7 +155,7 @@ class DemoContext:
 
 
 @contextmanager
-def heartbeat(what: str, logger: str = "canaryflow.train", every_s: float = 10.0) -> Iterator[None]:
+def heartbeat(what: str, logger: str = "canaryflow.train", every_s: float = 9.0) -> Iterator[None]:
     """While the block runs, print `what` and `logger`'s latest message every `every_s`
     seconds (training logs its step and loss there: infra/demo_model/fit.py)."""
     latest: list[str] = []

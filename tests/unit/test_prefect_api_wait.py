@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -43,3 +44,27 @@ def test_a_quiet_run_is_still_reported_every_interval(monkeypatch: pytest.Monkey
     said: list[str | None] = []
     api.wait("x", 900, on_progress=lambda r, line: said.append(line), progress_every_s=10)
     assert len(said) >= 2  # the first look, then again once 10 s passed without a new line
+
+
+def test_a_waiting_person_hears_something_within_10_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each look costs API time and polls are 2 s apart: the lines still come < 10 s apart
+    (with a whole poll slept after a due line, gaps reached 11-12 s in `make demo`)."""
+    now = [0.0]
+
+    class Slow(_Scripted):
+        def flow_run(self, run_id: str) -> dict[str, Any]:
+            now[0] += 0.2  # an API round trip
+            return super().flow_run(run_id)
+
+        def latest_log(self, run_id: str) -> str | None:
+            now[0] += 0.2
+            return super().latest_log(run_id)
+
+    monkeypatch.setattr("infra.prefect_api.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("infra.prefect_api.time.sleep", lambda s: now.__setitem__(0, now[0] + s))
+    api = Slow(["RUNNING"] * 200 + ["COMPLETED"], ["quiet"])
+    at: list[float] = []
+    api.wait("x", 3600, poll_s=2.0, on_progress=lambda r, line: at.append(now[0]))
+    gaps = [b - a for a, b in itertools.pairwise(at)]
+    assert len(gaps) > 20
+    assert max(gaps) < 10.0, max(gaps)

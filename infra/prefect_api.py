@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import datetime
@@ -29,6 +30,15 @@ from infra.errors import CanaryflowError
 PREFECT = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "prefect"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 _UUID = re.compile(r"UUID:\s*([0-9a-f-]{36})")
+RETRY_CODES = {429, 502, 503}
+RETRIES = 5  # 0.5 + 1 + 2 + 4 + 8 s at most, as PREFECT_CLIENT_MAX_RETRIES' default
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:  # an HTTP date: use the backoff
+        return None
 
 
 class PrefectApiError(CanaryflowError):
@@ -47,16 +57,30 @@ class PrefectApi:
             f"{self.api_url}{path}", data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"}, method=method,
         )  # fmt: skip
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
-            raw = resp.read()
+        raw = self._open(req)
         return json.loads(raw) if raw else None
 
     def patch(self, path: str, body: dict[str, Any]) -> Any:
         return self.post(path, body, method="PATCH")
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.api_url}{path}", timeout=30) as resp:  # noqa: S310
-            return json.load(resp)
+        return json.loads(self._open(urllib.request.Request(f"{self.api_url}{path}")))  # noqa: S310
+
+    def _open(self, req: urllib.request.Request) -> bytes:
+        """The response body; answers the server marks as passing (429, 502, 503) are tried
+        again with backoff, as Prefect's own client does: its sqlite store answers 503 while
+        another writer holds the database lock (an e2e PATCH failed on exactly that)."""
+        for attempt in range(RETRIES + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+                    body: bytes = resp.read()
+                    return body
+            except urllib.error.HTTPError as exc:
+                if exc.code not in RETRY_CODES or attempt == RETRIES:
+                    raise
+                wait = _retry_after(exc.headers.get("Retry-After")) or 0.5 * 2**attempt
+                time.sleep(min(wait, 10.0))
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def run_deployment(self, name: str, params: dict[str, Any] | None = None) -> str:
         """`prefect deployment run NAME --params JSON`; the new flow run's id."""

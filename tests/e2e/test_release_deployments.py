@@ -281,6 +281,8 @@ def test_5_drift_check_retrain_and_release_chain(
     assert router is not None
     key = stack.target.api_key_file.read_text().strip()
     champion = serving_version(stack)  # v2 after test 2
+    client = MlflowClient(stack.mlflow_uri)
+    new = str(max(int(v.version) for v in client.search_model_versions(f"name = '{NAME}'")) + 1)
     drifted = sample(TaskSpec(min_operand=100, max_operand=199), 150, seed=7)
     started = time.time()
     sent = send_traffic(router, key, NAME, drifted)
@@ -307,13 +309,13 @@ def test_5_drift_check_retrain_and_release_chain(
     assert stack.api.wait(retrain["id"], 600)["state_type"] == "COMPLETED"
     print(stack.api.markdown(retrain["id"], "retrain-tiny-chat") or "")  # its lineage tags
     follow = stack.api.wait_for_new_run(RELEASE, after=started, timeout_s=60)
-    assert follow["parameters"]["spec"]["model"] == f"models:/{NAME}/4"
+    assert follow["parameters"]["spec"]["model"] == f"models:/{NAME}/{new}"
     assert stack.api.wait(follow["id"], 900)["state_type"] == "COMPLETED"
     released = stack.api.markdown(follow["id"], "release-tiny-chat") or ""
     print(released)
     assert verdict_of(released) == "promoted", released
-    assert serving_version(stack) == "4"
-    tags = MlflowClient(stack.mlflow_uri).get_model_version(NAME, "4").tags
+    assert serving_version(stack) == new
+    tags = client.get_model_version(NAME, new).tags
     print(json.dumps({k: v for k, v in tags.items() if k.startswith(("canaryflow.", "team."))},
                      indent=1))  # fmt: skip
     assert tags["team.trainer"] == "user-sft"
@@ -326,8 +328,8 @@ def test_5_drift_check_retrain_and_release_chain(
     mlflow_ui = re.search(r"(http://[^\s)\]]+?)/#/experiments/", released)
     assert mlflow_ui is not None, "the record links no MLflow run"
     with chromium() as browser:
-        page = look(browser, f"{mlflow_ui[1]}/#/models/{NAME}/versions/4",
-                    "canaryflow.parent_version", tmp_path / "mlflow-v4-lineage.png")  # fmt: skip
+        page = look(browser, f"{mlflow_ui[1]}/#/models/{NAME}/versions/{new}",
+                    "canaryflow.parent_version", tmp_path / "mlflow-lineage.png")  # fmt: skip
     for shown in ("canaryflow.data_digest", "canaryflow.trigger", "canaryflow.decision",
                   tags["canaryflow.data_digest"][:16], "user-sft"):  # fmt: skip
         assert shown in page.text, f"{page.url} does not show {shown}"
@@ -343,9 +345,9 @@ def test_5_drift_check_retrain_and_release_chain(
     assert "no GPU on this pool" in (final.get("state") or {}).get("message", ""), final
     time.sleep(5)
     assert stack.api.runs_of(RELEASE, after=failed_at) == []
-    assert serving_version(stack) == "4"
-    versions = MlflowClient(stack.mlflow_uri).search_model_versions(f"name = '{NAME}'")
-    assert max(int(v.version) for v in versions) == 4
+    assert serving_version(stack) == new
+    versions = client.search_model_versions(f"name = '{NAME}'")
+    assert max(int(v.version) for v in versions) == int(new)
 
 
 def test_6_no_planted_secret_anywhere(stack: Stack, serving_image: BuiltImage) -> None:

@@ -187,3 +187,35 @@ def test_a_policy_without_the_drift_check_never_computes_drift(
     spec = ReleaseSpec(model="models:/m/2", canary={"policy": {"drift": {"enabled": False}}})
     load = LocustStepLoad(spec, target, golden, options=WindowOptions(paired=None))
     assert load._step_drift(10, None, tmp_path) is None
+
+
+def test_drift_is_judged_on_all_of_a_steps_canary_rows_not_the_last_batch(
+    tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded machine gave 4 canary rows per batch: judged batch by batch, drift never
+    had the 100 it needs and an identical canary was rolled back at the deadline."""
+    import validation.drift
+    from validation.drift import DriftResult
+
+    def counted(reference: object, current: object, **_: object) -> DriftResult:
+        return DriftResult(drift_share=0.0, dataset_drift=False, columns=(),
+                           n_current=len(current), n_reference=500)  # type: ignore[arg-type]  # fmt: skip
+
+    monkeypatch.setattr(validation.drift, "detect_drift", counted)
+    load = step_load(tmp_path, target)
+    need = load.spec.canary.policy.min_samples_for(load.spec.canary.policy.drift)
+
+    def batch(name: str, canary: int) -> object:
+        path = tmp_path / f"{name}.jsonl"
+        rows = [{"variant": "canary", "prompt": f"{i}+1", "completion": "x"} for i in range(canary)]
+        rows += [{"variant": "stable", "prompt": "1+1", "completion": "2"}] * (9 * canary)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return type("Result", (), {"results": path})()
+
+    per_batch = need // 3 + 1
+    seen = [load._step_drift(10, batch(f"b{i}", per_batch), tmp_path) for i in range(3)]
+    assert [d.n_current if d else None for d in seen] == [per_batch, 2 * per_batch, 3 * per_batch]
+    assert load._step_drift(10, batch("b3", per_batch), tmp_path) is None  # decided at 10 %
+    fresh = load._step_drift(25, batch("c0", 5), tmp_path)
+    assert fresh is not None
+    assert fresh.n_current == 5  # a new step starts from its own rows

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from infra.controller.ports import StepEvidence
 from infra.errors import DriftError, PairedWindowError, RouterUnreachableError
@@ -99,9 +100,9 @@ class LocustStepLoad:
         self._last: tuple[int, float] | None = None  # (weight, wall time) the last run ended
         self._born = time.time()  # this release's analysis began: no evidence from before
         self._drift_judged: int | None = None  # the weight whose drift verdict is in
-        # this weight's load results so far: drift is judged on all of the step's canary
-        # rows, not only on the last batch's
-        self._drift_batches: tuple[int, list[Path]] = (-1, [])
+        # (weight, its canary rows so far): drift is judged on all of the step's canary
+        # rows, not only on the last batch's; each batch's file is read once
+        self._drift_rows: tuple[int, list[Any]] = (-1, [])
 
     def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
         state = self.target.status()
@@ -218,19 +219,20 @@ class LocustStepLoad:
         policy = self.spec.canary.policy
         if not policy.drift.enabled or self._drift_judged == weight:
             return None
-        if self._drift_batches[0] != weight:
-            self._drift_batches = (weight, [])
-        if result is not None:
-            self._drift_batches[1].append(result.results)
-        drift = self._drift(self._drift_batches[1], out_dir)
+        if self._drift_rows[0] != weight:
+            self._drift_rows = (weight, [])
+        rows = _canary_rows(result.results) if result is not None else None
+        if rows is not None:
+            self._drift_rows[1].append(rows)
+        drift = self._drift(self._drift_rows[1], out_dir)
         need = policy.min_samples_for(policy.drift)
         if drift is not None and min(drift.n_current, drift.n_reference) >= need:
             self._drift_judged = weight
         return drift
 
-    def _drift(self, batches: list[Path], out_dir: Path) -> DriftResult | None:
-        """Canary prompts/outputs of `batches` (load result files) vs the golden set; None
-        (check inconclusive) when there are none or it fails."""
+    def _drift(self, batches: list[Any], out_dir: Path) -> DriftResult | None:
+        """Canary prompts/outputs of `batches` (one frame per load batch) vs the golden set;
+        None (check inconclusive) when there are none or it fails."""
         import pandas as pd  # type: ignore[import-untyped]
 
         from validation.drift import detect_drift, frame_from_examples
@@ -239,14 +241,23 @@ class LocustStepLoad:
         if not batches or not self.reference.is_file():
             return None
         try:
-            rows = pd.concat([pd.read_json(path, lines=True) for path in batches],
-                             ignore_index=True)  # fmt: skip
-            current = rows[rows["variant"] == "canary"][["prompt", "completion"]]
+            current = pd.concat(batches, ignore_index=True)
             reference = frame_from_examples(read_jsonl(self.reference))
             return detect_drift(reference, current, html_path=out_dir / "evidently.html",
                                 drift_share=self.spec.canary.policy.drift.max_share)  # fmt: skip
         except (DriftError, ValueError, KeyError):  # no rows / no canary rows / no columns
             return None
+
+
+def _canary_rows(results: Path) -> Any:
+    """The canary's (prompt, completion) rows of one load result file; None if unreadable."""
+    import pandas as pd  # type: ignore[import-untyped]
+
+    try:
+        rows = pd.read_json(results, lines=True)
+        return rows[rows["variant"] == "canary"][["prompt", "completion"]]
+    except (OSError, ValueError, KeyError):  # no file / no rows / no columns
+        return None
 
 
 def _health(state: TargetState, source: MetricSource, window_s: float) -> CanaryHealth:

@@ -251,7 +251,7 @@ class LocustStepLoad:
 
 def _canary_rows(results: Path) -> Any:
     """The canary's (prompt, completion) rows of one load result file; None if unreadable."""
-    import pandas as pd  # type: ignore[import-untyped]
+    import pandas as pd
 
     try:
         rows = pd.read_json(results, lines=True)

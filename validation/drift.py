@@ -1,16 +1,25 @@
 """Drift of prompts and outputs with Evidently 0.7 (Report + DataDriftPreset).
 
-Reference: golden-set/training prompts with the stable's outputs (or the golden answers);
-current: the canary's captured records, or a window of live traffic. Both are frames with
-a `prompt` and a `completion` column (`frame_from_examples`, or
-`validation.metrics.capture_log.read_capture`). `features` derives, vectorised:
+In a canary step: reference = the stable's answers, current = the canary's, both from the
+same traffic of the same step (infra/load/step.py). In the drift check: reference = the
+release's evaluation set (prompts, and its expected responses where every row has one),
+current = a window of live traffic. Both are frames with a `prompt` and a `completion`
+column (`frame_from_examples`, or `validation.metrics.capture_log.read_capture`).
+`features` derives, vectorised:
 
     prompt_length   numerical    characters of the prompt          K-S test (p-value)
     output_length   numerical    characters of the completion      K-S test (p-value)
-    answer_format   categorical  completion matches ^-?\\d+$       Z-test of proportions
+    answer_format   categorical  the completion's shape: empty,    Z-test of proportions
+                                 number, json, json_invalid, code,
+                                 line, multiline (`answer_shape`)
     prompt          text         the prompt itself                 Evidently's domain
                                                                    classifier: drift when
                                                                    its ROC AUC > 0.55
+
+The shapes hold for any model (a number, a JSON object, a paragraph): none assumes the
+demo's integer answers. `outputs=False` compares the prompt columns only, for a reference
+with no answers to compare with (an evaluation set without expected responses: its empty
+completions would make every model's outputs look drifted).
 
 Column drift flags are Evidently's own test outcomes; the drift share is the share of
 drifted columns. Inputs larger than `max_rows` per side are sampled with a seed (the 1M-row
@@ -21,6 +30,7 @@ only when a report is computed, so importing this module is cheap.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Iterable
@@ -34,10 +44,12 @@ from pydantic import BaseModel, ConfigDict
 from validation.golden import Example
 from validation.metrics.base import DriftError
 
-ANSWER_FORMAT = r"-?\d+"
+_NUMBER = r"[-+]?(\d[\d,_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?"
+SHAPES = ("empty", "number", "json", "json_invalid", "code", "line", "multiline")
 NUMERICAL = ["prompt_length", "output_length"]
 CATEGORICAL = ["answer_format"]
 TEXT = ["prompt"]
+PROMPT_NUMERICAL = ["prompt_length"]
 P_VALUE_METHODS = frozenset({"ks", "z", "chisquare", "fisher_exact", "mannw", "t_test"})
 
 
@@ -87,13 +99,35 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
         raise DriftError(f"drift needs columns prompt and completion; missing {sorted(missing)}")
     prompt = frame["prompt"].fillna("").astype(str)
     completion = frame["completion"].fillna("").astype(str)
-    matches = completion.str.strip().str.fullmatch(ANSWER_FORMAT)
     return pd.DataFrame({
         "prompt": prompt.to_numpy(),
         "prompt_length": prompt.str.len().to_numpy(dtype=np.int64),
         "output_length": completion.str.len().to_numpy(dtype=np.int64),
-        "answer_format": np.where(matches.to_numpy(dtype=bool), "match", "no_match"),
+        "answer_format": answer_shape(completion).to_numpy(),
     })  # fmt: skip
+
+
+def answer_shape(completion: pd.Series) -> pd.Series:
+    """Each completion's shape (one of SHAPES): what a model's answers look like, whatever
+    the task; a canary whose JSON starts failing to parse, or whose one-line answers turn
+    into paragraphs, changes the mix."""
+    text = completion.fillna("").astype(str).str.strip()
+    shape = pd.Series("line", index=text.index, dtype=object)
+    shape[text.str.contains("\n", regex=False)] = "multiline"
+    shape[text.str.startswith("```")] = "code"
+    bracketed = text.str.match(r"[\[{]")
+    shape[bracketed] = [_json_shape(t) for t in text[bracketed]]
+    shape[text.str.fullmatch(_NUMBER)] = "number"
+    shape[text == ""] = "empty"
+    return shape
+
+
+def _json_shape(text: str) -> str:
+    try:
+        json.loads(text)
+    except ValueError:
+        return "json_invalid"
+    return "json"
 
 
 def detect_drift(
@@ -105,8 +139,11 @@ def detect_drift(
     max_rows: int | None = 50_000,
     seed: int = 0,
     text: bool = True,
+    outputs: bool = True,
 ) -> DriftResult:
-    """Run Evidently's drift preset on the features of both frames; save HTML if asked."""
+    """Run Evidently's drift preset on the features of both frames; save HTML if asked.
+
+    `outputs=False`: the prompt columns only (the reference has no answers to compare)."""
     if reference.empty or current.empty:
         raise DriftError(
             f"drift needs rows on both sides (reference {len(reference)}, current "
@@ -115,7 +152,7 @@ def detect_drift(
     ref = features(_sample(reference, max_rows, seed))
     cur = features(_sample(current, max_rows, seed + 1))
     start = time.perf_counter()
-    run = _run_report(ref, cur, drift_share, text)
+    run = _run_report(ref, cur, drift_share, text, outputs)
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         run.save_html(str(html_path))
@@ -137,15 +174,19 @@ def _sample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFram
     return frame.sample(n=max_rows, random_state=seed)
 
 
-def _run_report(ref: pd.DataFrame, cur: pd.DataFrame, drift_share: float, text: bool) -> Any:
+def _run_report(
+    ref: pd.DataFrame, cur: pd.DataFrame, drift_share: float, text: bool, outputs: bool = True
+) -> Any:
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
     from sklearn.exceptions import ConvergenceWarning  # type: ignore[import-untyped]
 
-    columns = NUMERICAL + CATEGORICAL + (TEXT if text else [])
+    numerical = NUMERICAL if outputs else PROMPT_NUMERICAL
+    categorical = CATEGORICAL if outputs else []
+    columns = numerical + categorical + (TEXT if text else [])
     definition = DataDefinition(
-        numerical_columns=NUMERICAL,
-        categorical_columns=CATEGORICAL,
+        numerical_columns=numerical,
+        categorical_columns=categorical,
         text_columns=TEXT if text else [],
     )
     # Evidently would pick a bootstrapped classifier for <= 1000 reference rows (10-20 s
@@ -159,7 +200,7 @@ def _run_report(ref: pd.DataFrame, cur: pd.DataFrame, drift_share: float, text: 
     )
     try:
         with warnings.catch_warnings():
-            # noise for our use: numpy on constant columns (every answer an integer), and
+            # noise for our use: numpy on constant columns (every answer one shape), and
             # the text classifier's SGD stopping at max_iter (its ROC AUC is still valid)
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", ConvergenceWarning)

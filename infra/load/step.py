@@ -16,14 +16,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from infra.controller.ports import StepEvidence
-from infra.errors import DriftError, PairedWindowError, RouterUnreachableError
+from infra.errors import PairedWindowError, RouterUnreachableError
 from infra.load.evidence import crosscheck, golden_rows, rotate, step_source, write_crosscheck
 from infra.load.paired import PairedSettings, Row, run_paired
 from infra.load.prompts import PromptSource
 from infra.load.runner import LoadProfile, LoadResult, run_load
+from infra.load.step_drift import StepDriftRows, judge_step_drift
 from infra.load.topup import plan_top_up
 from infra.spec import ReleaseSpec
 from infra.targets.base import DeployTarget, TargetState
@@ -78,8 +78,9 @@ class LocustStepLoad:
     3. the evidence routes each metric to its source (infra/load/evidence.py): speed and
        quality from the paired window, errors and output checks from all traffic.
 
-    `reference` is the candidate's golden set: the router load's prompts (prompts='golden'),
-    the drift reference, and the paired rows unless `options` gives others. `options`
+    `reference` is the release's rows as a prompt file: the router load's prompts
+    (prompts='golden') and the paired rows unless `options` gives others. Drift compares the
+    canary's answers with the stable's on the step's traffic (infra/load/step_drift.py). `options`
     (keyword, new) defaults to a paired window of PairedSettings() with the load enabled.
     """
 
@@ -100,9 +101,9 @@ class LocustStepLoad:
         self._last: tuple[int, float] | None = None  # (weight, wall time) the last run ended
         self._born = time.time()  # this release's analysis began: no evidence from before
         self._drift_judged: int | None = None  # the weight whose drift verdict is in
-        # (weight, its canary rows so far): drift is judged on all of the step's canary
-        # rows, not only on the last batch's; each batch's file is read once
-        self._drift_rows: tuple[int, list[Any]] = (-1, [])
+        # the step's canary and stable rows: drift is judged on all of the step's traffic
+        # so far, not only on the last batch's; each batch's file is read once
+        self._drift_rows = StepDriftRows()
 
     def run(self, weight: int, requests: int, out_dir: Path) -> StepEvidence:
         state = self.target.status()
@@ -131,7 +132,7 @@ class LocustStepLoad:
         prometheus = _prometheus(self.target)
         source = step_source(result.results if result else None, paired, self._scorer,
                              capture, prometheus, clock=lambda: end)  # fmt: skip
-        drift = self._step_drift(weight, result, out_dir)
+        drift = self._step_drift(weight, since, records, out_dir)
         reports = self._reports(result, paired, prometheus, window_s, out_dir)
         traffic = TrafficSource(records, capture, clock=lambda: end).counts(window_s)
         return StepEvidence(source=source, health=_health(state, source, window_s),
@@ -203,61 +204,30 @@ class LocustStepLoad:
                            max_tokens=load.max_tokens or _UNRESOLVED_MAX_TOKENS,
                            max_duration_s=load.max_step_s)  # fmt: skip
 
-    def _step_drift(self, weight: int, result: LoadResult | None, out_dir: Path,
+    def _step_drift(self, weight: int, since: float, records: Sequence[Path], out_dir: Path,
                     ) -> DriftResult | None:  # fmt: skip
         """The drift result of this run, or None once this weight has one that decides.
 
         The analysis judges drift once per step, on the first look with enough rows
         (validation/analysis/checks.DriftState); computing it again for every later batch
         of the step cost an Evidently run each (9 s of a 36 s batch in the demo) for a
-        result nobody reads. The rows are the canary's from every load batch of this step so
-        far: on a loaded machine a batch can hold only a handful of canary answers (4 of the
-        100 needed, in a demo run beside an e2e suite), and judging each batch alone never
-        reached 100, so an identical v2 was rolled back for "too few samples" at the deadline.
-        Disabled in the policy: never computed.
+        result nobody reads. The rows are the canary's and the stable's from all of this
+        step's traffic so far (infra/load/step_drift.py): judging each batch alone, beside
+        another job, a batch held 4 canary answers of the 100 needed and a good v2 was
+        rolled back for too few samples at the deadline. Disabled in the policy: never
+        computed.
         """
         policy = self.spec.canary.policy
         if not policy.drift.enabled or self._drift_judged == weight:
             return None
-        if self._drift_rows[0] != weight:
-            self._drift_rows = (weight, [])
-        rows = _canary_rows(result.results) if result is not None else None
-        if rows is not None:
-            self._drift_rows[1].append(rows)
-        drift = self._drift(self._drift_rows[1], out_dir)
+        self._drift_rows.start(weight, since)
+        self._drift_rows.add_records(records)
+        frame = self._drift_rows.frame(_capture_dir(self.target), until=time.time())
+        drift = judge_step_drift(frame, out_dir / "evidently.html", policy.drift.max_share)
         need = policy.min_samples_for(policy.drift)
         if drift is not None and min(drift.n_current, drift.n_reference) >= need:
             self._drift_judged = weight
         return drift
-
-    def _drift(self, batches: list[Any], out_dir: Path) -> DriftResult | None:
-        """Canary prompts/outputs of `batches` (one frame per load batch) vs the golden set;
-        None (check inconclusive) when there are none or it fails."""
-        import pandas as pd  # type: ignore[import-untyped]
-
-        from validation.drift import detect_drift, frame_from_examples
-        from validation.golden import read_jsonl
-
-        if not batches or not self.reference.is_file():
-            return None
-        try:
-            current = pd.concat(batches, ignore_index=True)
-            reference = frame_from_examples(read_jsonl(self.reference))
-            return detect_drift(reference, current, html_path=out_dir / "evidently.html",
-                                drift_share=self.spec.canary.policy.drift.max_share)  # fmt: skip
-        except (DriftError, ValueError, KeyError):  # no rows / no canary rows / no columns
-            return None
-
-
-def _canary_rows(results: Path) -> Any:
-    """The canary's (prompt, completion) rows of one load result file; None if unreadable."""
-    import pandas as pd
-
-    try:
-        rows = pd.read_json(results, lines=True)
-        return rows[rows["variant"] == "canary"][["prompt", "completion"]]
-    except (OSError, ValueError, KeyError):  # no file / no rows / no columns
-        return None
 
 
 def _health(state: TargetState, source: MetricSource, window_s: float) -> CanaryHealth:

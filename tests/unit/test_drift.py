@@ -7,7 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from validation.drift import DriftResult, detect_drift, features, frame_from_examples
+from validation.drift import (
+    SHAPES,
+    DriftResult,
+    answer_shape,
+    detect_drift,
+    features,
+    frame_from_examples,
+)
 from validation.golden import TaskSpec, sample
 from validation.metrics.base import DriftError
 
@@ -30,9 +37,22 @@ def test_features_are_lengths_and_answer_format() -> None:
     feats = features(frame)
     assert list(feats["prompt_length"]) == [3, 5, 0]
     assert list(feats["output_length"]) == [2, 9, 0]
-    assert list(feats["answer_format"]) == ["match", "no_match", "no_match"]
+    assert list(feats["answer_format"]) == ["number", "line", "empty"]
     with pytest.raises(DriftError, match="missing"):
         features(pd.DataFrame({"prompt": ["1+1"]}))
+
+
+def test_answer_shapes_hold_for_any_model_not_only_integers() -> None:
+    completions = pd.Series([
+        "42", "-3.5e2", "1,024", "12%", "Paris", "The capital is Paris.", "line one\nline two",
+        '{"city": "Paris"}', '[1, 2]', '{"city": ', "```python\nprint(1)\n```", "  ", None,
+        '{\n  "a": 1\n}',
+    ])  # fmt: skip
+    assert list(answer_shape(completions)) == [
+        "number", "number", "number", "number", "line", "line", "multiline",
+        "json", "json", "json_invalid", "code", "empty", "empty", "json",
+    ]  # fmt: skip
+    assert set(answer_shape(completions)) <= set(SHAPES)
 
 
 def test_same_distribution_has_no_drift(reference: pd.DataFrame, tmp_path: Path) -> None:
@@ -80,6 +100,8 @@ def test_big_inputs_are_sampled_with_a_seed(reference: pd.DataFrame) -> None:
     assert (one.n_reference, one.n_current) == (500, 500)
     assert [c.score for c in one.columns] == [c.score for c in two.columns]
     assert [c.column for c in one.columns] == ["prompt_length", "output_length", "answer_format"]
+    prompts = detect_drift(reference, current, max_rows=500, seed=7, text=False, outputs=False)
+    assert [c.column for c in prompts.columns] == ["prompt_length"]
 
 
 def test_empty_input_is_a_drift_error(reference: pd.DataFrame) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,9 +55,10 @@ def users(folder: Path, variant: str, n: int, tag: str = "user") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / f"capture-{variant}-h-1.jsonl").open("a", encoding="utf-8") as f:
         for i in range(n):
+            body = json.dumps({"messages": [{"role": "user", "content": f"{i}+1"}]}).encode()
             ex = Exchange(request_id=f"{tag}-{variant}-{i}", variant=variant, model_version="1",
                           method="POST", path="/v1/chat/completions", started_at=time.time(),
-                          status=200, response_body=ANSWER)  # fmt: skip
+                          request_body=body, status=200, response_body=ANSWER)  # fmt: skip
             f.write(json.dumps(build_record(ex, RegexRedactor([]))) + "\n")
 
 
@@ -154,68 +156,138 @@ def test_a_target_without_direct_endpoints_cannot_run_the_paired_window(tmp_path
         step_load(tmp_path, target, load_enabled=False).run(0, 10, tmp_path / "run")
 
 
+def _batch(folder: Path, name: str, canary: int, stable: int, answer: str = "2") -> Path:
+    """One batch's record file: `canary` and `stable` answered rows (and one failed)."""
+    path = folder / f"{name}.jsonl"
+    rows = [{"variant": "canary", "prompt": f"{i}+1", "completion": answer, "ok": True}
+            for i in range(canary)]  # fmt: skip
+    rows += [{"variant": "stable", "prompt": f"{i}+1", "completion": "2", "ok": True}
+             for i in range(stable)]  # fmt: skip
+    rows += [{"variant": "canary", "prompt": "x", "completion": "", "ok": False}]  # not counted
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """detect_drift replaced by one that records (reference rows, current rows)."""
+    import infra.load.step_drift
+    from validation.drift import DriftResult
+
+    calls: list[tuple[int, int]] = []
+
+    def counted(reference: Any, current: Any, **_: object) -> DriftResult:
+        calls.append((len(reference), len(current)))
+        return DriftResult(drift_share=0.0, dataset_drift=False, columns=(),
+                           n_current=len(current), n_reference=len(reference))  # fmt: skip
+
+    monkeypatch.setattr(infra.load.step_drift, "detect_drift", counted)
+    return calls
+
+
 def test_drift_is_computed_until_a_step_has_a_deciding_result_then_not_again(
     tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from validation.drift import DriftResult
-
-    sizes = iter([(10, 500), (300, 500), (300, 500), (300, 500)])  # rows: current, reference
-    calls: list[int] = []
-
-    def fake_drift(self: LocustStepLoad, result: object, out_dir: Path) -> DriftResult:
-        current, reference = next(sizes)
-        calls.append(current)
-        return DriftResult(drift_share=0.0, dataset_drift=False, columns=(),
-                           n_current=current, n_reference=reference)  # fmt: skip
-
-    monkeypatch.setattr(LocustStepLoad, "_drift", fake_drift)
+    calls = _counted(monkeypatch)
     load = step_load(tmp_path, target)
     need = load.spec.canary.policy.min_samples_for(load.spec.canary.policy.drift)
-    assert 10 < need <= 300
-    seen = [load._step_drift(w, None, tmp_path) for w in (10, 10, 10, 25, 25)]
+    small, big = _batch(tmp_path, "s", 5, 45), _batch(tmp_path, "b", need, 9 * need)
+    seen = [load._step_drift(10, 0.0, [f], tmp_path) for f in (small, big, big)]
+    seen += [load._step_drift(25, 0.0, [f], tmp_path) for f in (big, big)]
 
     # 10 %: too few rows, then a deciding result, then nothing; 25 %: computed afresh once
-    assert [d.n_current if d else None for d in seen] == [10, 300, None, 300, None]
-    assert calls == [10, 300, 300]
+    assert [d.n_current if d else None for d in seen] == [5, 5 + need, None, need, None]
+    assert calls == [(45, 5), (45 + 9 * need, 5 + need), (9 * need, need)]
 
 
 def test_a_policy_without_the_drift_check_never_computes_drift(
     tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(LocustStepLoad, "_drift", lambda *a: pytest.fail("computed"))
+    import infra.load.step_drift
+
+    monkeypatch.setattr(infra.load.step_drift, "detect_drift", lambda *a, **k: pytest.fail("ran"))
     golden = write_jsonl(GOLDEN, tmp_path / "golden.jsonl")
     spec = ReleaseSpec(model="models:/m/2", canary={"policy": {"drift": {"enabled": False}}})
     load = LocustStepLoad(spec, target, golden, options=WindowOptions(paired=None))
-    assert load._step_drift(10, None, tmp_path) is None
+    assert load._step_drift(10, 0.0, [_batch(tmp_path, "b", 500, 500)], tmp_path) is None
 
 
-def test_drift_is_judged_on_all_of_a_steps_canary_rows_not_the_last_batch(
+def test_drift_is_judged_on_all_of_a_steps_rows_not_the_last_batch(
     tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A loaded machine gave 4 canary rows per batch: judged batch by batch, drift never
     had the 100 it needs and an identical canary was rolled back at the deadline."""
-    import validation.drift
-    from validation.drift import DriftResult
-
-    def counted(reference: object, current: object, **_: object) -> DriftResult:
-        return DriftResult(drift_share=0.0, dataset_drift=False, columns=(),
-                           n_current=len(current), n_reference=500)  # type: ignore[arg-type]  # fmt: skip
-
-    monkeypatch.setattr(validation.drift, "detect_drift", counted)
+    calls = _counted(monkeypatch)
     load = step_load(tmp_path, target)
     need = load.spec.canary.policy.min_samples_for(load.spec.canary.policy.drift)
-
-    def batch(name: str, canary: int) -> object:
-        path = tmp_path / f"{name}.jsonl"
-        rows = [{"variant": "canary", "prompt": f"{i}+1", "completion": "x"} for i in range(canary)]
-        rows += [{"variant": "stable", "prompt": "1+1", "completion": "2"}] * (9 * canary)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return type("Result", (), {"results": path})()
-
-    per_batch = need // 3 + 1
-    seen = [load._step_drift(10, batch(f"b{i}", per_batch), tmp_path) for i in range(3)]
-    assert [d.n_current if d else None for d in seen] == [per_batch, 2 * per_batch, 3 * per_batch]
-    assert load._step_drift(10, batch("b3", per_batch), tmp_path) is None  # decided at 10 %
-    fresh = load._step_drift(25, batch("c0", 5), tmp_path)
+    per = need // 3 + 1
+    seen = [load._step_drift(10, 0.0, [_batch(tmp_path, f"b{i}", per, 9 * per)], tmp_path)
+            for i in range(3)]  # fmt: skip
+    assert [d.n_current if d else None for d in seen] == [per, 2 * per, 3 * per]
+    assert load._step_drift(10, 0.0, [_batch(tmp_path, "b3", per, 9)], tmp_path) is None
+    fresh = load._step_drift(25, 0.0, [_batch(tmp_path, "c0", 5, 5)], tmp_path)
     assert fresh is not None
     assert fresh.n_current == 5  # a new step starts from its own rows
+    assert calls[-1] == (5, 5)
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_step_drift_compares_the_canary_with_the_stable_not_the_evaluation_set(
+    tmp_path: Path,
+) -> None:
+    """Regression: the reference was the evaluation set's expected responses. A canary that
+    answers exactly like the stable, in sentences where the set expects a word, drifted on
+    output_length and answer_format (share 0.5, the limit) and a good model was rolled
+    back; now both sides are the same step's answers, and only a real change drifts."""
+    rows = []
+    for i in range(300):
+        prompt = f"What is the capital of country {i % 40}?"
+        answer = f"The capital of country {i % 40} is City{i % 40}, on the river."
+        for variant in ("stable", "canary"):
+            rows.append({"variant": variant, "prompt": prompt, "completion": answer, "ok": True})
+    golden = write_jsonl([Example(f"What is the capital of country {i}?", f"City{i}")
+                          for i in range(40)], tmp_path / "golden.jsonl")  # fmt: skip
+    spec = ReleaseSpec(model="models:/m/2")
+
+    def drift_of(records: Path) -> Any:
+        load = LocustStepLoad(spec, FakeTarget(), golden, options=WindowOptions(paired=None))
+        return load._step_drift(10, 0.0, [records], tmp_path)
+
+    same = drift_of(_write(tmp_path / "same.jsonl", rows))
+    assert same is not None
+    assert (same.n_reference, same.n_current) == (300, 300)
+    assert not same.dataset_drift, [c for c in same.columns if c.drifted]
+
+    broken = [dict(r, completion='{"capital": ') if r["variant"] == "canary" else r for r in rows]
+    bad = drift_of(_write(tmp_path / "bad.jsonl", broken))
+    assert bad is not None
+    assert bad.dataset_drift
+    assert {"output_length", "answer_format"} <= {c.column for c in bad.columns if c.drifted}
+
+
+def test_a_first_release_with_no_stable_has_no_drift_to_judge(tmp_path: Path) -> None:
+    golden = write_jsonl(GOLDEN, tmp_path / "golden.jsonl")
+    load = LocustStepLoad(ReleaseSpec(model="models:/m/2"), FakeTarget(), golden,
+                          options=WindowOptions(paired=None))  # fmt: skip
+    assert load._step_drift(10, 0.0, [_batch(tmp_path, "c", 300, 0)], tmp_path) is None
+
+
+def test_step_drift_reads_all_captured_traffic_of_the_step(
+    tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a capture directory every request the servers answered in the step counts
+    (users' too), not only the load generator's own records."""
+    calls = _counted(monkeypatch)
+    users(target.capture, "stable", 30)
+    users(target.capture, "canary", 7)
+    load = step_load(tmp_path, target)
+    records = [_batch(tmp_path, "ignored", 50, 50)]  # the capture already holds every request
+    drift = load._step_drift(10, time.time() - 60, records, tmp_path)
+    assert drift is not None
+    assert calls == [(30, 7)]
+    users(target.capture, "canary", 3)
+    load._step_drift(10, time.time() + 60, [], tmp_path)  # same step: counts from its start
+    assert calls[-1] == (30, 10)

@@ -155,10 +155,13 @@ def worker(folder: Path, golden: Path, now: float) -> dict[str, Any]:
 
     from infra.monitor.drift_watch import DriftCheckSpec, capture_window, judge
     from validation.drift import frame_from_examples
+    from validation.evaluation.spec import EvaluationSpec
     from validation.golden import read_jsonl
 
     base = _rss_mb()
-    spec = DriftCheckSpec(window_s=3600)
+    spec = DriftCheckSpec(
+        model_name="bench-model", window_s=3600, evaluation=EvaluationSpec(path=str(golden))
+    )
     start = time.perf_counter()
     window = capture_window(folder, spec.window_s, now=now)
     read_s = time.perf_counter() - start

@@ -19,6 +19,7 @@ from infra.monitor.drift_watch import (
     DriftCheckSpec,
     DriftVerdict,
     capture_window,
+    evaluation_reference,
     judge,
 )
 from infra.registry import registry_from_uri
@@ -30,19 +31,20 @@ from tasks.retry import RETRY
 
 @dataclass(frozen=True)
 class Reference:
-    """The champion's version and its golden set as a prompt/completion frame."""
+    """The champion's version, the evaluation set as a prompt/completion frame, and whether
+    its outputs are compared (every row has an expected response, or the spec says so)."""
 
     version: str | None
     frame: pd.DataFrame
+    outputs: bool = True
 
 
 @task(name="champion-reference", cache_policy=NONE, **RETRY)
 def champion_reference(spec: DriftCheckSpec) -> Reference:
-    """The champion's golden set (what it was trained and validated on); empty without one."""
+    """The spec's evaluation set (the one the releases are judged on); empty frame when the
+    model has no champion yet (nothing serves, nothing to compare)."""
     from infra.controller.candidate import download
-    from infra.controller.wiring import GOLDEN_FILE
-    from validation.drift import frame_from_examples
-    from validation.golden import read_jsonl
+    from validation.evaluation.source import read_set
 
     settings = Settings()
     registry = registry_from_uri(settings.mlflow_uri())
@@ -50,8 +52,22 @@ def champion_reference(spec: DriftCheckSpec) -> Reference:
         mv = registry.get_by_alias(spec.model_name, CHAMPION)
     except ModelVersionNotFoundError:
         return Reference(version=None, frame=pd.DataFrame(columns=["prompt", "completion"]))
-    model_dir = download(registry, mv, settings.state / "drift")
-    return Reference(mv.version, frame_from_examples(read_jsonl(model_dir / GOLDEN_FILE)))
+    evaluation = spec.evaluation
+    own = (
+        evaluation.allow_candidate_golden and evaluation.path is None and evaluation.dataset is None
+    )
+    model_dir = download(registry, mv, settings.state / "drift") if own else None
+    evalset, _ = read_set(evaluation, model_dir, settings.mlflow_uri())
+    frame, answered = evaluation_reference(evalset.rows)
+    if spec.compare_outputs and not answered:
+        raise SpecError(
+            f"compare_outputs is true but evaluation set {evalset.name!r} has rows without an "
+            "expected_response: add one to every row, or set compare_outputs to null"
+        )
+    outputs = answered if spec.compare_outputs is None else spec.compare_outputs
+    print(f"reference: evaluation set {evalset.name!r} ({len(evalset.rows)} rows, "
+          f"{evalset.digest}), outputs {'compared' if outputs else 'not compared'}")  # fmt: skip
+    return Reference(mv.version, frame, outputs)
 
 
 @task(name="read-capture-window", cache_policy=NONE)
@@ -77,26 +93,50 @@ def judge_drift(window: CaptureWindow, reference: Reference, spec: DriftCheckSpe
         return DriftVerdict("inconclusive", spec.model_name, None, window, None, reason)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(window.until))
     html = Settings().state / "drift" / f"{spec.model_name}-{stamp}.html"
-    return judge(window, reference.frame, spec, champion=reference.version, html_path=html)
+    return judge(
+        window,
+        reference.frame,
+        spec,
+        champion=reference.version,
+        html_path=html,
+        outputs=reference.outputs,
+    )
+
+
+@task(name="log-drift-run", cache_policy=NONE)
+def log_drift(verdict: DriftVerdict) -> dict[str, str]:
+    """The check's MLflow run (experiment canaryflow-drift, the Evidently HTML attached);
+    the browser links of the record."""
+    from infra.monitor.drift_record import drift_links, log_drift_run
+
+    try:
+        logged = log_drift_run(Settings().mlflow_uri(), verdict)
+    except Exception as exc:  # the verdict still gets its Prefect record, saying so
+        print(f"the drift check's MLflow run could not be logged: {type(exc).__name__}: {exc}")
+        return {"mlflow_error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    print(f"MLflow run {logged.run_id} (experiment {logged.experiment_id})")
+    return drift_links(logged)
 
 
 @task(name="publish-drift-report", cache_policy=NONE)
-def publish_drift(verdict: DriftVerdict) -> None:
-    """Markdown verdict, the per-column table and a link to the Evidently HTML."""
+def publish_drift(verdict: DriftVerdict, links: dict[str, str] | None = None) -> None:
+    """Markdown verdict, the per-column table and a link to the Evidently report's page."""
     key = f"drift-{verdict.model_name.lower().replace('.', '-').replace('_', '-')}"
-    create_markdown_artifact(markdown=verdict.markdown(), key=key, description=verdict.summary())
+    create_markdown_artifact(markdown=verdict.markdown(links), key=key,
+                             description=verdict.summary())  # fmt: skip
     if rows := verdict.table():
         create_table_artifact(table=rows, key=f"{key}-columns", description=verdict.summary())
-    if verdict.result is not None and verdict.result.html_path:
-        create_link_artifact(link=Path(verdict.result.html_path).resolve().as_uri(),
-                             link_text="Evidently drift report", key=f"{key}-report")  # fmt: skip
+    if links and "report" in links:  # a page the browser opens, never a file:// path
+        create_link_artifact(link=links["report"], link_text="Evidently drift report",
+                             key=f"{key}-report")  # fmt: skip
 
 
 @task(name="emit-drift-event", cache_policy=NONE)
-def emit_drift(verdict: DriftVerdict) -> str:
+def emit_drift(verdict: DriftVerdict, links: dict[str, str] | None = None) -> str:
     """`canaryflow.drift.detected` on resource canaryflow.model.NAME; the event id."""
     name = verdict.model_name
-    event = emit_event(event=DRIFT_EVENT, payload=verdict.event_payload(),
+    payload = {**verdict.event_payload(), "links": dict(links or {})}
+    event = emit_event(event=DRIFT_EVENT, payload=payload,
                        resource={"prefect.resource.id": f"canaryflow.model.{name}",
                                  "prefect.resource.name": name})  # fmt: skip
     if event is None:

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from infra.errors import SpecError
 from infra.registry import registry_from_uri
 from infra.registry.base import ModelVersion
 from infra.settings import Settings
@@ -25,11 +26,18 @@ from tasks.retry import RETRY
 
 @task(name="effective-spec", cache_policy=NONE)
 def effective_spec(spec: RetrainSpec, drift: dict[str, Any] | None) -> RetrainSpec:
-    """The spec, for the model the drift event names if one triggered this run."""
+    """The spec, checked against the model the drift event names if one triggered this run:
+    a deployment retrains its own model with its own trainer and evaluation set, so an event
+    for another model is refused (it once retrained that model with this model's trainer)."""
     if drift:
         print(f"triggered by drift: {drift.get('reason', drift)}")
-        if isinstance(drift.get("model"), str):
-            spec = RetrainSpec.model_validate({**spec.model_dump(), "model_name": drift["model"]})
+        named = drift.get("model")
+        if isinstance(named, str) and named != spec.model_name:
+            raise SpecError(
+                f"the drift event is for model {named!r}, but this retrain deployment retrains "
+                f"{spec.model_name!r} with its trainer and evaluation set; give {named!r} a "
+                f"retrain deployment of its own whose trigger matches canaryflow.model.{named}"
+            )
     return spec
 
 

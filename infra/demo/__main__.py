@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from infra.demo.evaluation import demo_evaluation, register_demo_set
+from infra.demo.evaluation import DATASET, demo_evaluation, register_demo_set
 from infra.demo.reset import reset_previous_demo
 from infra.demo.story import NAME, RELEASE, DemoContext, Result, say, where_to_look
 from infra.demo_model.train import TrainConfig
@@ -32,7 +32,8 @@ CANARY = {"policy": {"progress_deadline_s": 150}}
 
 
 def drift_check(ctx: DemoContext, label: str, since: float) -> tuple[Result, float]:
-    params = {"spec": {"model_name": NAME, "since": round(since, 3), "min_rows": 100}}
+    params = {"spec": {"model_name": NAME, "evaluation": {"dataset": DATASET},
+                       "since": round(since, 3), "min_rows": 100}}  # fmt: skip
     say(f"  $ prefect deployment run drift-check/drift-check --params '{json.dumps(params)}'")
     asked = time.time()
     run_id = ctx.api.run_deployment("drift-check/drift-check", params)

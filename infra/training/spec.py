@@ -89,8 +89,9 @@ class RetrainSpec(_Spec):
     """How a retrain run finds its data, how it trains, and what it does with the candidate."""
 
     model_name: str = Field(
-        "tiny-chat", pattern=r"^[A-Za-z0-9_.-]+$", description="Registered model to retrain."
-    )
+        pattern=r"^[A-Za-z0-9_.-]+$", description="Registered model to retrain (a drift "
+        "event for another model is refused: its trainer and evaluation set are not these).",
+    )  # fmt: skip
     trainer: TrainerSpec = Field(
         description="How the candidate is trained: {'kind': 'command', 'command': [...]} or "
         "{'kind': 'deployment', 'deployment': 'flow/deployment'}."

@@ -298,7 +298,8 @@ def test_5_drift_check_retrain_and_release_chain(
     spec["trainer"] = {"kind": "command", "command": user, "timeout_s": 600}
     stack.api.patch(f"/deployments/{dep['id']}", {"parameters": {"spec": spec}})
     check = stack.api.run_deployment("drift-check/drift-check", {"spec": {
-        "model_name": NAME, "since": started, "min_rows": 100}})  # fmt: skip
+        "model_name": NAME, "evaluation": evaluation, "since": started,
+        "min_rows": 100}})  # fmt: skip
     stack.api.wait(check, 300)
     record = stack.api.markdown(check, "drift-tiny-chat") or ""
     print(record)

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 
 from infra.load.wire import SYNTHETIC_REQUEST_PREFIX
-from infra.monitor.drift_watch import DriftCheckSpec, capture_window, judge
+from infra.monitor.drift_watch import DriftCheckSpec, capture_window, evaluation_reference, judge
 from validation.drift import frame_from_examples
+from validation.evaluation.spec import EvaluationSpec
 from validation.golden import Example, TaskSpec, sample
 
+SPEC = DriftCheckSpec(model_name="team-model", evaluation=EvaluationSpec(dataset="team-eval"))
 NOW = 1_800_000_000.0
 
 
@@ -54,7 +56,7 @@ def test_no_capture_directory_is_an_empty_window(tmp_path: Path) -> None:
 
 def test_too_few_rows_is_inconclusive_and_says_what_is_needed(tmp_path: Path) -> None:
     capture = write_capture(tmp_path, [record(e, NOW - 1) for e in sample(TaskSpec(), 20, 1)])
-    verdict = judge(capture_window(capture, 60, now=NOW), pd.DataFrame(), DriftCheckSpec())
+    verdict = judge(capture_window(capture, 60, now=NOW), pd.DataFrame(), SPEC)
     assert verdict.status == "inconclusive"
     assert "20 live requests in the window, 100 needed" in verdict.reason
     assert not verdict.detected
@@ -71,11 +73,11 @@ def test_live_traffic_is_judged_against_the_reference(
     reference = frame_from_examples(sample(TaskSpec(), 500, seed=1))
     capture = write_capture(tmp_path / "cap", [record(e, NOW - 1) for e in sample(live, 300, 2)])
     html = tmp_path / "drift.html"
-    verdict = judge(capture_window(capture, 60, now=NOW), reference, DriftCheckSpec(),
+    verdict = judge(capture_window(capture, 60, now=NOW), reference, SPEC,
                     champion="3", html_path=html)  # fmt: skip
     assert verdict.status == status
     payload = verdict.event_payload()
-    assert payload["model"] == "tiny-chat"
+    assert payload["model"] == "team-model"
     assert payload["champion_version"] == "3"
     assert payload["n_current"] == 300
     assert payload["report"] == str(html)
@@ -85,3 +87,40 @@ def test_live_traffic_is_judged_against_the_reference(
     markdown = verdict.markdown()
     assert markdown.startswith(f"# Drift check: {status}")
     assert "| prompt_length | ks |" in markdown
+
+
+def test_a_drift_check_names_its_model_and_its_reference_set() -> None:
+    """No demo defaults: a team's check says which model and which evaluation set."""
+    with pytest.raises(ValueError, match="needs a reference: set `evaluation`"):
+        DriftCheckSpec.model_validate({"model_name": "team-model"})
+    with pytest.raises(ValueError, match="model_name"):
+        DriftCheckSpec.model_validate({"evaluation": {"dataset": "team-eval"}})
+
+
+def test_an_evaluation_set_without_answers_compares_prompts_only(tmp_path: Path) -> None:
+    """Regression: a set judged by LLM judges has no expected responses; its empty reference
+    completions made every model's live outputs drift (output_length, answer_format)."""
+    from validation.evaluation.rows import from_records
+
+    def rows(answers: bool) -> list[dict[str, object]]:
+        return [{"inputs": {"messages": [{"role": "user", "content": ex.prompt}]},
+                 "expectations": {"expected_response": ex.answer} if answers else {}}
+                for ex in sample(TaskSpec(), 300, seed=1)]  # fmt: skip
+
+    bare = from_records(rows(False), "judged", "test")
+    frame, outputs = evaluation_reference(bare.rows)
+    assert not outputs
+    assert set(frame["completion"]) == {""}
+    capture = write_capture(
+        tmp_path / "cap", [record(e, NOW - 1) for e in sample(TaskSpec(), 300, 2)]
+    )
+    window = capture_window(capture, 60, now=NOW)
+    blind = judge(window, frame, SPEC, outputs=True)
+    assert blind.status == "drift"  # what comparing with empty answers did
+    verdict = judge(window, frame, SPEC, outputs=outputs)
+    assert verdict.status == "no_drift", verdict.reason
+    assert {c.column for c in verdict.result.columns} == {"prompt_length", "prompt"}  # type: ignore[union-attr]
+    assert "prompts only" in verdict.reason
+    answered, outputs = evaluation_reference(from_records(rows(True), "exact", "test").rows)
+    assert outputs
+    assert judge(window, answered, SPEC, outputs=outputs).status == "no_drift"

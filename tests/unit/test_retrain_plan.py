@@ -57,15 +57,23 @@ COMMAND = {"kind": "command", "command": ["{python}", "-m", "infra.demo_model.tr
 
 def test_the_release_gets_the_new_version_and_the_extra_spec_fields() -> None:
     spec = RetrainSpec.model_validate(
-        {"trainer": COMMAND, "release_spec": {"canary": {"steps": [50]}, "model": "ignored"}}
+        {
+            "model_name": "team-model",
+            "trainer": COMMAND,
+            "release_spec": {"canary": {"steps": [50]}, "model": "ignored"},
+        }
     )
-    assert release_parameters(spec, "tiny-chat", "7") == {
-        "spec": {"canary": {"steps": [50]}, "model": "models:/tiny-chat/7"}
+    assert release_parameters(spec, "team-model", "7") == {
+        "spec": {"canary": {"steps": [50]}, "model": "models:/team-model/7"}
     }
 
 
 def test_a_bad_spec_is_refused_before_anything_runs() -> None:
     with pytest.raises(ValueError, match="min_requests"):
-        RetrainSpec.model_validate({"trainer": COMMAND, "min_requests": 0})
+        RetrainSpec.model_validate(
+            {"model_name": "team-model", "trainer": COMMAND, "min_requests": 0}
+        )
     with pytest.raises(ValueError, match="trainer"):
-        RetrainSpec.model_validate({})
+        RetrainSpec.model_validate({"model_name": "team-model"})
+    with pytest.raises(ValueError, match="model_name"):
+        RetrainSpec.model_validate({"trainer": COMMAND})

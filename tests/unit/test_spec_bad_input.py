@@ -171,6 +171,9 @@ DRIFT: list[tuple[str, object, str]] = [
     ("min_rows", 5, f"{GE} 10"),
     ("max_share", 1.5, f"{LE} 1"),
     ("windows", 60, EXTRA),
+    ("evaluation", None, "needs a reference: set `evaluation`"),
+    ("evaluation", {"scorers": []}, "evaluation needs `path`"),
+    ("compare_outputs", "maybe", "valid boolean"),
 ]
 RETRAIN: list[tuple[str, object, str]] = [
     ("window_s", -1, f"{GT} 0"),
@@ -184,12 +187,13 @@ RETRAIN: list[tuple[str, object, str]] = [
     ("release_spec", {"target": "nomad"}, "not a valid ReleaseSpec: target"),
     ("release_spec", {"lode": {}}, "not a valid ReleaseSpec: lode: Extra inputs"),
 ]
+DRIFT_BASE = {"model_name": "team-model", "evaluation": {"dataset": "team-eval"}}
 TRAINER = {"kind": "command", "command": ["{python}", "-m", "team.train", "{request}"]}
 TABLE = (
     [(ReleaseSpec, RELEASE_BASE, *row) for row in RELEASE]
     + [(GitSource, {"repo": "/srv/git/app.git", "sha": "1a2b3c4"}, *row) for row in GIT]
-    + [(DriftCheckSpec, {}, *row) for row in DRIFT]
-    + [(RetrainSpec, {"trainer": TRAINER}, *row) for row in RETRAIN]
+    + [(DriftCheckSpec, DRIFT_BASE, *row) for row in DRIFT]
+    + [(RetrainSpec, {"model_name": "team-model", "trainer": TRAINER}, *row) for row in RETRAIN]
 )
 
 
@@ -254,7 +258,11 @@ def test_good_specs_still_validate() -> None:
     assert spec.canary.steps == [1, 99]
     assert GitSource(repo="/srv/git/app.git", sha="1a2b3c4", spec="deploy/release.yaml").spec
     assert RetrainSpec.model_validate(
-        {"trainer": TRAINER, "release_spec": {"canary": {"steps": [50]}, "model": "ignored"}}
+        {
+            "model_name": "team-model",
+            "trainer": TRAINER,
+            "release_spec": {"canary": {"steps": [50]}, "model": "ignored"},
+        }
     ).release
 
 

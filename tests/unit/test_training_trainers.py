@@ -202,16 +202,22 @@ def test_the_trainer_spec_refuses_what_cannot_work() -> None:
     with pytest.raises(ValidationError, match="at least 1 item"):
         CommandTrainer(command=[])
     with pytest.raises(ValidationError, match=r"trainer\.command\.timeout_s"):
-        RetrainSpec.model_validate({"trainer": {"command": ["{request}"], "timeout_s": 0,
-                                                "kind": "command"}})  # fmt: skip
+        RetrainSpec.model_validate({"model_name": "team-model", "trainer": {
+            "command": ["{request}"], "timeout_s": 0, "kind": "command"}})  # fmt: skip
     with pytest.raises(ValidationError, match="Extra inputs"):
-        RetrainSpec.model_validate({"trainer": {"kind": "command", "command": ["{request}"],
-                                                "shell": True}})  # fmt: skip
+        RetrainSpec.model_validate({"model_name": "team-model", "trainer": {
+            "kind": "command", "command": ["{request}"], "shell": True}})  # fmt: skip
     with pytest.raises(ValidationError, match=r"'command' or 'deployment'|does not match"):
-        RetrainSpec.model_validate({"trainer": {"kind": "ssh", "host": "x"}})
+        RetrainSpec.model_validate(
+            {"model_name": "team-model", "trainer": {"kind": "ssh", "host": "x"}}
+        )
     with pytest.raises(ValidationError, match="deployment"):
-        RetrainSpec.model_validate({"trainer": {"kind": "deployment", "deployment": "nodash"}})
-    spec = RetrainSpec.model_validate({"trainer": {"kind": "deployment", "deployment": "ft/gpu"}})
+        RetrainSpec.model_validate(
+            {"model_name": "team-model", "trainer": {"kind": "deployment", "deployment": "nodash"}}
+        )
+    spec = RetrainSpec.model_validate(
+        {"model_name": "team-model", "trainer": {"kind": "deployment", "deployment": "ft/gpu"}}
+    )
     assert isinstance(spec.trainer, DeploymentTrainer)
 
 

@@ -84,7 +84,7 @@ def run_container(
     client: docker.DockerClient | None = None,
     api_key: str | None = None,
     model_dir: Path | None = None,
-    served_model_name: str = "tiny-chat",
+    served_model_name: str = "model",
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     timeout_s: float = 600,
@@ -178,7 +178,7 @@ def smoke_test(
     model_dir: Path | None = None,
     probes: Sequence[Probe] | None = None,
     min_correct: int = 1,
-    served_model_name: str = "tiny-chat",
+    served_model_name: str = "model",
     labels: Mapping[str, str] | None = None,
     timeout_s: float = 600,
 ) -> SmokeReport:

@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.k8s.render", description=__doc__)
     parser.add_argument("--overlay", default="gpu", help="overlay name or YAML file")
     parser.add_argument("--image", required=True, help="serving image (tag or digest)")
-    parser.add_argument("--model-name", default="tiny-chat")
+    parser.add_argument("--model-name", required=True, help="registered name (served as)")
     parser.add_argument("--model-version", required=True)
     parser.add_argument("--release-id", default="manual")
     parser.add_argument("--canary-image", help="also render a canary in slot b")

@@ -26,8 +26,12 @@ class Variant:
     model_name: str
     model_version: str
     release_id: str
-    served_model_name: str = "tiny-chat"
+    served_model_name: str = ""  # the name clients pass as `model`; "": model_name
     env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.served_model_name:
+            object.__setattr__(self, "served_model_name", self.model_name)
 
 
 @dataclass(frozen=True)

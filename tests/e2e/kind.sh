@@ -64,7 +64,7 @@ kc create namespace "$NAMESPACE" --dry-run=client -o yaml | kc apply -f -
 kc -n "$NAMESPACE" create secret generic canaryflow-api-key \
     --from-literal=api-key="$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')" \
     --dry-run=client -o yaml | kc apply -f -
-(cd "$ROOT" && "$PY" -m infra.k8s.render --overlay cpu --image "$V1" --model-version 0 --rbac) \
+(cd "$ROOT" && "$PY" -m infra.k8s.render --overlay cpu --image "$V1" --model-name tiny-chat --model-version 0 --rbac) \
     | "$PY" -c 'import sys, yaml; print(yaml.safe_dump_all([d for d in yaml.safe_load_all(sys.stdin) if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]))' \
     | kc apply --server-side --field-manager canaryflow -f -
 kc -n "$NAMESPACE" apply -f - <<'EOF'

@@ -252,6 +252,8 @@ def test_cli_output_passes_the_kubernetes_validate_cli(tmp_path: Path) -> None:
         "gpu",
         "--image",
         "reg/s:1",
+        "--model-name",
+        "team-model",
         "--model-version",
         "1",
         "--canary-image",

@@ -51,3 +51,10 @@ def test_bad_weights_and_injected_faults() -> None:
 def test_unknown_target_name_is_an_error_not_a_fallback() -> None:
     with pytest.raises(SpecError, match=r"unknown deploy target .nomad.: use one of docker, fake"):
         make_target("nomad")
+
+
+def test_a_variant_is_served_under_its_own_model_name_unless_told_otherwise() -> None:
+    """No demo name by default: a team's model is served as itself."""
+    assert Variant("canary", "img", "support-bot", "3", "r").served_model_name == "support-bot"
+    named = Variant("canary", "img", "support-bot", "3", "r", served_model_name="bot")
+    assert named.served_model_name == "bot"

@@ -25,6 +25,7 @@ from bench import (
     router,
     sequential,
     serving,
+    step_drift,
     transitions,
 )
 from bench.common import COLUMNS, Context, Row, load_average, machine
@@ -33,6 +34,7 @@ from bench.stack import close_vllm_stack
 
 BENCHES: dict[str, ModuleType] = {
     "drift": drift,
+    "step_drift": step_drift,
     "offline_scoring": offline_scoring,
     "serving": serving,
     "router": router,
@@ -45,8 +47,8 @@ BENCHES: dict[str, ModuleType] = {
 }
 USES_VLLM_STACK = {"serving", "router", "transitions"}
 # what a benchmark needs left of the time budget to start in a full run (s; measured here)
-MIN_LEFT_S = {"drift": 150, "offline_scoring": 300, "serving": 240, "router": 270,
-              "transitions": 210, "loadgen": 90,
+MIN_LEFT_S = {"drift": 150, "step_drift": 240, "offline_scoring": 300, "serving": 240,
+              "router": 270, "transitions": 210, "loadgen": 90,
               "rollback": 60, "lead_time": 480, "sequential": 600,
               "aa_placement": 720}  # fmt: skip
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -226,6 +226,13 @@ class ReleaseSpec(_Spec):
     target: Literal["docker", "kubernetes"] = Field(
         "docker", description="Where to serve: docker (one machine) or kubernetes."
     )
+    target_settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="This release's target, over the worker's environment: DockerTargetConfig "
+        "fields for docker (name, router_port, haproxy_metrics_port, slot_ports, "
+        "prometheus_port, ...), KubernetesTargetConfig fields for kubernetes. One target "
+        "serves one model: give each model its own name and ports.",
+    )
     serving: ServingSpec = Field(default_factory=ServingSpec, description="vLLM settings.")
     canary: CanaryStrategy = Field(
         default_factory=CanaryStrategy, description="Traffic steps and the analysis policy."
@@ -259,6 +266,14 @@ class ReleaseSpec(_Spec):
             serving["served_model_name"] = name
         data["serving"] = serving
         return data
+
+    @model_validator(mode="after")
+    def _target_settings(self) -> ReleaseSpec:
+        if self.target_settings:
+            from infra.targets.settings_check import check_target_settings
+
+            check_target_settings(self.target, self.target_settings)
+        return self
 
     @field_validator("model")
     @classmethod

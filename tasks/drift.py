@@ -77,7 +77,7 @@ def read_window(spec: DriftCheckSpec) -> CaptureWindow:
         from infra.targets import docker
 
         docker.register()
-    target = make_target(spec.target)
+    target = make_target(spec.target, **spec.target_settings)
     capture_dir = getattr(target, "capture_dir", None)
     if not isinstance(capture_dir, Path):
         raise SpecError(f"target {spec.target!r} keeps no capture files on this machine")

@@ -68,7 +68,9 @@ def export_training_data(spec: RetrainSpec, job: jobs.RetrainJob) -> TrainingDat
         capture_dir = Path(spec.capture_dir)
     else:
         docker.register()
-        capture_dir = Path(getattr(make_target("docker"), "capture_dir", job.work_dir / "none"))
+        settings = dict(spec.release_spec.get("target_settings") or {})  # the model's target
+        target = make_target("docker", **settings)
+        capture_dir = Path(getattr(target, "capture_dir", job.work_dir / "none"))
     until = time.time()
     data = export_window(capture_dir, job.data_dir, since=until - spec.window_s,
                          until=until, evaluation_prompts=_evaluation_prompts(spec, job,

@@ -1,7 +1,7 @@
 """The real ports of a release: the spec's deploy target, MLflow, Locust + Evidently, vLLM.
 
     ports = real_ports(spec)          # what the release flow uses when given no ports
-    ports.target, ports.registry      # make_target(spec.target), the settings' MLflow store
+    ports.target, ports.registry      # make_target(spec.target, **spec.target_settings), MLflow
 
 The step load (Locust + the paired window) is `infra.load.step.LocustStepLoad`, built per
 release by `OfflineCheck.step_load`.
@@ -33,7 +33,7 @@ def real_ports(spec: ReleaseSpec, settings: Settings | None = None) -> ReleasePo
         from infra.targets import docker
 
         docker.register()
-    target = make_target(spec.target)
+    target = make_target(spec.target, **spec.target_settings)  # this model's own target
     uri = settings.mlflow_uri()
     registry = registry_from_uri(uri)
     check = OfflineCheck(spec, tracking_uri=uri)

@@ -57,6 +57,10 @@ class DriftCheckSpec(BaseModel):
     target: Literal["docker"] = Field(
         "docker", description="Deploy target whose servers' capture is read."
     )
+    target_settings: dict[str, Any] = Field(
+        default_factory=dict, description="The model's target, as its releases name it "
+        "(DockerTargetConfig fields over the worker's environment: at least its `name`).",
+    )  # fmt: skip
     window_s: float = Field(3600.0, gt=0, description="Look-back window of live traffic (s).")
     since: float | None = Field(
         None, ge=0, description="Window start (epoch seconds); overrides window_s, so a "
@@ -71,6 +75,15 @@ class DriftCheckSpec(BaseModel):
     include_load_tests: bool = Field(
         False, description="Also count the canary load generator's requests (cf-load-…)."
     )
+
+    @field_validator("target_settings")
+    @classmethod
+    def _target_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            from infra.targets.settings_check import check_target_settings
+
+            check_target_settings("docker", value)
+        return value
 
     @field_validator("evaluation", mode="before")
     @classmethod

@@ -35,6 +35,7 @@ from infra.errors import DeployError, SpecError
 from infra.router.haproxy import HAProxy
 from infra.router.haproxy_config import SLOTS, SlotState
 from infra.router.prometheus import Prometheus, ScrapeTarget
+from infra.targets import docker_fleet as fleet
 from infra.targets import register_target
 from infra.targets.base import Endpoint, Role, TargetState, Variant
 from infra.targets.docker_config import DockerTargetConfig
@@ -151,6 +152,8 @@ class DockerTarget:
         Re-running it for a variant already deployed returns that variant's endpoint.
         """
         with self._locked():
+            fleet.check_ports(self.config)  # another model's target on these ports: refused
+            fleet.record(self.config)  # so the supervisor keeps this target's router up too
             view = self._prepare()
             for member in (view.stable, view.canary):
                 if member is not None and member.matches(variant):
@@ -379,10 +382,8 @@ class DockerTarget:
 
 
 def make_docker_target(config: DockerTargetConfig | None = None, **fields: Any) -> DockerTarget:
-    """The factory behind make_target("docker", ...): a config, or DockerTargetConfig fields.
-
-    (`name` cannot pass through make_target's own `name`; use config= for a named target.)
-    """
+    """The factory behind make_target("docker", ...): a config, or DockerTargetConfig fields
+    (a release's `target_settings`, over the CANARYFLOW_DOCKER_* environment)."""
     if config is not None and fields:
         raise SpecError(f"give either config= or config fields, not both: {sorted(fields)}")
     return DockerTarget(config or DockerTargetConfig(**fields))

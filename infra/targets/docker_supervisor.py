@@ -2,6 +2,7 @@
 
     python -m infra.targets.docker_supervisor     # until SIGTERM; `make services` starts it
     Supervisor.for_target(target).tick()          # one look: heal what is down
+    run_fleet(lambda: supervised(env_target), stop)   # every target of the machine
 
 During a release the controller restores a lost HAProxy itself (set_weights); between
 releases nothing did, so a dead HAProxy meant a dead endpoint until the next release. Every
@@ -12,6 +13,10 @@ the target's lock, so it never races a release. A restart that fails backs off
 exponentially (interval × 2^k, at most `max_backoff_s`), is logged, and is tried again; a
 recovery resets the backoff. Each tick writes `STATE_DIR/supervisor.json` (health of both,
 restarts so far, last error) for `make status`.
+
+One process supervises every target of the machine: the environment's, and each other
+target a release deployed (one per model, recorded in its state directory:
+infra/targets/docker_fleet.py), looked for again every 10 s.
 
 Why not systemd: the embedded target runs where systemd may not (containers, CI); this is
 one loop over calls the target already has.
@@ -29,6 +34,7 @@ from pathlib import Path
 from types import FrameType
 
 from infra.router.process import atomic_write
+from infra.targets import docker_fleet as fleet
 from infra.targets.docker import DockerTarget
 
 log = logging.getLogger("canaryflow.supervisor")
@@ -129,6 +135,44 @@ def read_health(target: DockerTarget) -> dict[str, object] | None:
     return data
 
 
+def supervised(env_target: DockerTarget) -> list[DockerTarget]:
+    """The environment's target and every other target recorded beside it (one per model:
+    infra/targets/docker_fleet.py), by name."""
+    targets = {env_target.config.name: env_target}
+    for config in fleet.recorded(env_target.config.resolved_state_dir().parent):
+        if config.name not in targets:
+            targets[config.name] = DockerTarget(config)
+    return list(targets.values())
+
+
+def run_fleet(
+    discover: Callable[[], list[DockerTarget]],
+    should_stop: Callable[[], bool],
+    *,
+    rediscover_s: float = 10.0,
+    make: Callable[[DockerTarget], Supervisor] = Supervisor.for_target,
+) -> dict[str, Supervisor]:
+    """One Supervisor per target, each ticking on its own backoff; targets deployed later
+    are picked up every `rediscover_s`. Returns the supervisors when told to stop."""
+    sups: dict[str, Supervisor] = {}
+    due: dict[str, float] = {}
+    next_look = 0.0
+    while not should_stop():
+        now = time.monotonic()
+        if now >= next_look:
+            for target in discover():
+                if target.config.name not in sups:
+                    log.info("supervising target %r (state %s)", target.config.name,
+                             target.config.resolved_state_dir())  # fmt: skip
+                    sups[target.config.name], due[target.config.name] = make(target), now
+            next_look = now + rediscover_s
+        for name, sup in sups.items():
+            if due[name] <= now:
+                due[name] = time.monotonic() + sup.tick()
+        time.sleep(0.1)
+    return sups
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop: list[bool] = []
@@ -138,10 +182,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    target = DockerTarget()  # CANARYFLOW_DOCKER_* from the environment, like the worker's
-    log.info("supervising target %r (state %s)", target.config.name,
-             target.config.resolved_state_dir())  # fmt: skip
-    Supervisor.for_target(target).run(lambda: bool(stop))
+    env_target = DockerTarget()  # CANARYFLOW_DOCKER_* from the environment, like the worker's
+    run_fleet(lambda: supervised(env_target), lambda: bool(stop))
 
 
 if __name__ == "__main__":

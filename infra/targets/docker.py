@@ -294,7 +294,8 @@ class DockerTarget:
             return down
 
     def destroy(self) -> None:
-        """Remove every container and the network of this target; stop HAProxy and Prometheus."""
+        """Remove every container and the network of this target; stop HAProxy and Prometheus;
+        drop its record (docker_fleet)."""
         with self._locked():
             for member in self._view().members:
                 with contextlib.suppress(docker.errors.NotFound):
@@ -305,6 +306,7 @@ class DockerTarget:
             self.router.stop()
             if self.metrics is not None:
                 self.metrics.stop()
+            fleet.forget(self.config)  # its ports are free for another target now
 
     @property
     def client(self) -> docker.DockerClient:

@@ -51,6 +51,11 @@ def record(config: DockerTargetConfig) -> Path:
     return path
 
 
+def forget(config: DockerTargetConfig) -> None:
+    """Drop the record of a destroyed target (nothing of it listens any more)."""
+    (config.resolved_state_dir() / RECORD).unlink(missing_ok=True)
+
+
 def recorded(targets_dir: Path | None = None) -> list[DockerTargetConfig]:
     """The targets deployed with their state directories in `targets_dir` (default
     CANARYFLOW_STATE/targets), by name; a record that no longer parses is skipped, logged."""
@@ -80,5 +85,6 @@ def check_ports(config: DockerTargetConfig, others: list[DockerTargetConfig] | N
             raise SpecError(
                 f"target {config.name!r} would listen on ports target {other.name!r} already "
                 f"uses: {pairs}; give this target ports of its own in target_settings "
-                "(router_port, haproxy_metrics_port, slot_ports, prometheus_port)"
+                "(router_port, haproxy_metrics_port, slot_ports, prometheus_port), or, if "
+                f"{other.name!r} is gone, remove {other.resolved_state_dir() / RECORD}"
             )

@@ -15,7 +15,7 @@ from infra.monitor.drift_watch import DriftCheckSpec
 from infra.spec import ReleaseSpec
 from infra.targets.docker import make_docker_target
 from infra.targets.docker_config import DockerTargetConfig
-from infra.targets.docker_fleet import RECORD, check_ports, record, recorded
+from infra.targets.docker_fleet import RECORD, check_ports, forget, record, recorded
 from infra.targets.docker_supervisor import Supervisor, run_fleet
 
 JSON_PORTS = {"router_port": 8790, "haproxy_metrics_port": 8791, "slot_ports": [8792, 8793],
@@ -64,6 +64,8 @@ def test_a_target_on_another_targets_ports_is_refused_naming_both(tmp_path: Path
         check_ports(clash)
     check_ports(config(tmp_path, "extract-json", **JSON_PORTS))  # ports of its own: fine
     check_ports(config(tmp_path, "default"))  # itself, redeployed: fine
+    forget(config(tmp_path, "default"))  # destroyed: its ports are free again
+    check_ports(clash)
 
 
 class Stand:

@@ -58,16 +58,18 @@ def step_source(
     prometheus: PrometheusSource | None,
     *,
     clock: Callable[[], float] = time.time,
+    roles: Mapping[str, str] | None = None,
 ) -> RoutedSource:
     """The RoutedSource of one run (see the module doc for the routes).
 
     `clock` is the file sources' "now": the step load passes its run's end, so a window of
     `end - start` seconds covers exactly that run however late the analysis queries it.
-    (Prometheus answers at its own now.)
+    (Prometheus answers at its own now.) `roles` ({model version: role}) labels the
+    capture's records by what each version is now (validation/metrics/capture_log.relabel).
     """
     routes: dict[str, MetricSource] = {}
     traffic = TrafficSource([p for p in (load_jsonl, paired_jsonl) if p is not None],
-                            capture, prometheus, clock=clock)  # fmt: skip
+                            capture, prometheus, clock=clock, roles=roles)  # fmt: skip
     routes.update({m: traffic for m in _TRAFFIC_METRICS})
     if prometheus is not None:
         routes[Metric.TOKENS_PER_S] = prometheus

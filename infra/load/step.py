@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -115,7 +115,8 @@ class LocustStepLoad:
         out_dir.mkdir(parents=True, exist_ok=True)
         since = self._window_start(weight)
         capture = _capture_dir(self.target)
-        plan = plan_top_up(requests, weight, user_counts(capture, since),
+        roles = _roles(state)  # the capture's labels are fixed at container start
+        plan = plan_top_up(requests, weight, user_counts(capture, since, roles),
                            load_enabled=self.options.load_enabled)  # fmt: skip
         log.info("step %d%%: %s", weight, plan.reason)
         result = None
@@ -131,10 +132,10 @@ class LocustStepLoad:
         records = [p for p in (result.results if result else None, paired) if p is not None]
         prometheus = _prometheus(self.target)
         source = step_source(result.results if result else None, paired, self._scorer,
-                             capture, prometheus, clock=lambda: end)  # fmt: skip
-        drift = self._step_drift(weight, since, records, out_dir)
+                             capture, prometheus, clock=lambda: end, roles=roles)  # fmt: skip
+        drift = self._step_drift(weight, since, records, out_dir, roles)
         reports = self._reports(result, paired, prometheus, window_s, out_dir)
-        traffic = TrafficSource(records, capture, clock=lambda: end).counts(window_s)
+        traffic = TrafficSource(records, capture, clock=lambda: end, roles=roles).counts(window_s)
         return StepEvidence(source=source, health=_health(state, source, window_s),
                             window_s=window_s, drift=drift,
                             reports=reports, traffic=traffic)  # fmt: skip
@@ -205,7 +206,7 @@ class LocustStepLoad:
                            max_duration_s=load.max_step_s)  # fmt: skip
 
     def _step_drift(self, weight: int, since: float, records: Sequence[Path], out_dir: Path,
-                    ) -> DriftResult | None:  # fmt: skip
+                    roles: Mapping[str, str] | None = None) -> DriftResult | None:  # fmt: skip
         """The drift result of this run, or None once this weight has one that decides.
 
         The analysis judges drift once per step, on the first look with enough rows
@@ -222,7 +223,7 @@ class LocustStepLoad:
             return None
         self._drift_rows.start(weight, since)
         self._drift_rows.add_records(records)
-        frame = self._drift_rows.frame(_capture_dir(self.target), until=time.time())
+        frame = self._drift_rows.frame(_capture_dir(self.target), until=time.time(), roles=roles)
         drift = judge_step_drift(frame, out_dir / "evidently.html", policy.drift.max_share)
         need = policy.min_samples_for(policy.drift)
         if drift is not None and min(drift.n_current, drift.n_reference) >= need:
@@ -238,6 +239,12 @@ def _health(state: TargetState, source: MetricSource, window_s: float) -> Canary
     except MetricSourceError:
         return CanaryHealth(healthy=healthy, requests=0, failures=0)
     return CanaryHealth(healthy=healthy, requests=errors.n, failures=errors.failures or 0)
+
+
+def _roles(state: TargetState) -> dict[str, str]:
+    """{model version: its role now} of what the target serves."""
+    pairs = (("stable", state.stable), ("canary", state.canary))
+    return {v.model_version: role for role, v in pairs if v is not None}
 
 
 def _capture_dir(target: DeployTarget) -> Path | None:

@@ -15,14 +15,15 @@ expects a word) or when the set had no expected responses at all: the empty comp
 made output_length and answer_format drift for every model, a share of 0.5, the limit.
 
 Rows: with a capture directory (the Docker target), every 2xx request the servers captured
-since the step began, users' included; without one (Kubernetes), the load's and the paired
-window's own records of the step, kept in memory batch by batch.
+since the step began, users' included, labelled by the role each model version has now;
+without one (Kubernetes), the load's and the paired window's own records of the step, kept
+in memory batch by batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import pandas as pd  # type: ignore[import-untyped]
 
 from infra.errors import DriftError
 from validation.drift import DriftResult, detect_drift
+from validation.metrics.capture_log import relabel
 
 COLUMNS = ["variant", "prompt", "completion"]
 log = logging.getLogger("canaryflow.load")
@@ -55,14 +57,17 @@ class StepDriftRows:
             if rows is not None:
                 self._batches.append(rows)
 
-    def frame(self, capture_dir: Path | None, until: float) -> pd.DataFrame:
-        """Captured rows of the step when the target keeps a capture, else the records."""
+    def frame(self, capture_dir: Path | None, until: float,
+              roles: Mapping[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+        """Captured rows of the step when the target keeps a capture, else the records.
+        `roles` ({model version: role now}) labels the captured rows: a server's label is
+        fixed at container start, so a promoted stable still writes 'canary'."""
         if capture_dir is not None and capture_dir.is_dir():
             from infra.monitor.drift_watch import capture_window
 
             window = capture_window(capture_dir, max(until - self.since, 1e-3), now=until,
                                     include_load_tests=True)  # fmt: skip
-            return window.frame[COLUMNS]
+            return relabel(window.frame, roles)[COLUMNS]
         if not self._batches:
             return pd.DataFrame(columns=COLUMNS)
         return pd.concat(self._batches, ignore_index=True)

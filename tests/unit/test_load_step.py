@@ -51,12 +51,19 @@ class DirectTarget(FakeTarget):
         return self.key_file
 
 
-def users(folder: Path, variant: str, n: int, tag: str = "user") -> None:
+VERSIONS = {"stable": "1", "canary": "2"}  # what the `target` fixture deploys
+
+
+def users(folder: Path, variant: str, n: int, tag: str = "user", label: str | None = None) -> None:
+    """`n` captured user requests served by `variant` (its version), written with the server's
+    own `label` (default: the variant; a promoted stable still writes 'canary')."""
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"capture-{variant}-h-1.jsonl").open("a", encoding="utf-8") as f:
+    label = label or variant
+    with (folder / f"capture-{label}-h-{VERSIONS[variant]}.jsonl").open("a", encoding="utf-8") as f:
         for i in range(n):
             body = json.dumps({"messages": [{"role": "user", "content": f"{i}+1"}]}).encode()
-            ex = Exchange(request_id=f"{tag}-{variant}-{i}", variant=variant, model_version="1",
+            ex = Exchange(request_id=f"{tag}-{variant}-{i}", variant=label,
+                          model_version=VERSIONS[variant],
                           method="POST", path="/v1/chat/completions", started_at=time.time(),
                           request_body=body, status=200, response_body=ANSWER)  # fmt: skip
             f.write(json.dumps(build_record(ex, RegexRedactor([]))) + "\n")
@@ -291,3 +298,29 @@ def test_step_drift_reads_all_captured_traffic_of_the_step(
     users(target.capture, "canary", 3)
     load._step_drift(10, time.time() + 60, [], tmp_path)  # same step: counts from its start
     assert calls[-1] == (30, 10)
+
+
+def test_a_promoted_stable_that_still_labels_itself_canary_counts_as_the_stable(
+    tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a server's capture label is fixed at container start, so the stable of
+    every release after the first promote writes 'canary'. Read by label, its traffic was the
+    canary's and the step's drift had no stable rows: the demo's retrained model was rolled
+    back for a drift check that never got a result. Rows are labelled by model version."""
+    calls = _counted(monkeypatch)
+    users(target.capture, "stable", 30, label="canary")  # v1, promoted from canary earlier
+    users(target.capture, "canary", 7)
+    users(target.capture, "canary", 4, tag="gone")
+    (target.capture / "capture-canary-h-0.jsonl").write_text(  # a version no longer deployed
+        (target.capture / "capture-canary-h-2.jsonl").read_text().replace('"2"', '"0"')
+    )
+    load = step_load(tmp_path, target)
+    state = target.status()
+    roles = {state.stable.model_version: "stable", state.canary.model_version: "canary"}  # type: ignore[union-attr]
+    drift = load._step_drift(10, time.time() - 60, [], tmp_path, roles)
+    assert drift is not None
+    assert calls == [(30, 11)]  # v0's rows are neither variant's evidence
+    from validation.metrics.traffic import user_counts
+
+    assert user_counts(target.capture, time.time() - 60, roles) == {"stable": 30, "canary": 11}
+    assert user_counts(target.capture, time.time() - 60) == {"canary": 52}  # as labelled

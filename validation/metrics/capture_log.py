@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,25 @@ def read_capture(files: Iterable[Path]) -> pd.DataFrame:
     frame["ts"] = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     frame["status"] = pd.to_numeric(frame["status"], errors="coerce").fillna(0).astype(int)
     return frame
+
+
+def relabel(frame: pd.DataFrame, roles: Mapping[str, str] | None) -> pd.DataFrame:
+    """Each record's variant from its model version's role now (`roles`: {version: 'stable'
+    | 'canary'}, from the target's state); records of other versions are dropped. None: as
+    written.
+
+    A server's capture label is fixed when its container starts, and a promote renames the
+    canary's container without restarting it: the stable of every release after the first
+    promote writes 'canary'. Read as written, its users' requests counted as the canary's,
+    and a step's drift found no stable rows at all (the retrained model of a demo was rolled
+    back for a drift check that never got a result). The model version is the container's
+    truth (one target serves one model; stable and canary are different versions)."""
+    if roles is None:
+        return frame
+    role = frame["model_version"].astype(str).map(dict(roles))
+    out = frame[role.notna()].copy()
+    out["variant"] = role[role.notna()]
+    return out
 
 
 class CaptureLogSource:

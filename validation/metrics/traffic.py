@@ -50,7 +50,7 @@ from validation.metrics.base import (
     check_window,
     unsupported,
 )
-from validation.metrics.capture_log import capture_files, read_capture
+from validation.metrics.capture_log import capture_files, read_capture, relabel
 from validation.metrics.paired import read_records
 
 SUPPORTED = [Metric.ERRORS, Metric.CUT_AT_MAX_TOKENS, Metric.EMPTY_ANSWERS]
@@ -75,21 +75,27 @@ class _Outcome:
     finish_reason: str | None
 
 
-def user_frame(capture: CaptureLocation, since: float | None = None) -> pd.DataFrame:
-    """Captured user requests (request id not synthetic), sent at or after `since`."""
+def user_frame(
+    capture: CaptureLocation, since: float | None = None, roles: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Captured user requests (request id not synthetic), sent at or after `since`; with
+    `roles` ({model version: role now}) labelled by the role each version has now
+    (capture_log.relabel: a promoted stable still writes 'canary')."""
     files = [p for p in capture_files(capture) if p.exists()]
-    frame = read_capture(files)
+    frame = relabel(read_capture(files), roles)
     frame = frame[~frame["request_id"].map(is_synthetic).astype(bool)]
     if since is not None:
         frame = frame[frame["ts"] >= since]
     return frame
 
 
-def user_counts(capture: CaptureLocation | None, since: float) -> dict[str, int]:
+def user_counts(
+    capture: CaptureLocation | None, since: float, roles: Mapping[str, str] | None = None
+) -> dict[str, int]:
     """User requests per variant in the capture since `since` (epoch s); {} without one."""
     if capture is None:
         return {}
-    counts = user_frame(capture, since)["variant"].value_counts()
+    counts = user_frame(capture, since, roles)["variant"].value_counts()
     return {str(k): int(v) for k, v in counts.items()}
 
 
@@ -103,9 +109,10 @@ class TrafficSource:
         router: RouterCounters | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        roles: Mapping[str, str] | None = None,
     ) -> None:
         self._records, self._capture, self._router = list(records), capture, router
-        self._clock = clock
+        self._clock, self._roles = clock, roles
 
     def query(self, metric: str, variant: str, window_s: float) -> Sample:
         check_window(window_s)
@@ -138,7 +145,8 @@ class TrafficSource:
         found = [_from_record(r) for r in read_records(self._records)
                  if float(r.get("ts") or 0.0) >= since]  # fmt: skip
         if self._capture is not None:
-            found += [_from_capture(row) for row in user_frame(self._capture, since).itertuples()]
+            users = user_frame(self._capture, since, self._roles)
+            found += [_from_capture(row) for row in users.itertuples()]
         return found
 
     def _errors(self, variant: str, window_s: float, outcomes: list[_Outcome]) -> Sample:

@@ -20,7 +20,7 @@ from infra.targets.base import Variant
 from infra.targets.docker_config import DockerTargetConfig
 from infra.targets.docker_containers import TARGET_LABEL
 from tests.e2e.test_supervisor import supervisor_env
-from tests.fixtures.docker_target import docker_client, make_config, running_target, standin_image
+from tests.fixtures.docker_target import make_config, running_target, standin_image
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +38,10 @@ def answer(config: DockerTargetConfig, model: str) -> httpx.Response:
     return httpx.post(url, headers={"Authorization": f"Bearer {key}"}, json=body, timeout=10)
 
 
-def test_two_models_two_targets_one_supervisor(tmp_path: Path) -> None:
-    try:
-        client = docker_client()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"no Docker engine ({exc}); run `make setup`")
+def test_two_models_two_targets_one_supervisor(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    client = docker_client  # the session's engine (tests/e2e/conftest.py), pinged
     image = standin_image(client)
     targets = tmp_path / "state" / "targets"
     first = make_config(targets / "first")

@@ -16,8 +16,9 @@ made output_length and answer_format drift for every model, a share of 0.5, the 
 
 Rows: with a capture directory (the Docker target), every 2xx request the servers captured
 since the step began, users' included, labelled by the role each model version has now;
-without one (Kubernetes), the load's and the paired window's own records of the step, kept
-in memory batch by batch.
+without one (Kubernetes), or when the capture holds no rows of one of the variants (servers
+that capture nothing), the load's and the paired window's own records of the step, kept in
+memory batch by batch.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ class StepDriftRows:
 
             window = capture_window(capture_dir, max(until - self.since, 1e-3), now=until,
                                     include_load_tests=True)  # fmt: skip
-            return relabel(window.frame, roles)[COLUMNS]
+            captured = relabel(window.frame, roles)[COLUMNS]
+            if {"stable", "canary"} <= set(captured["variant"]):
+                return captured
+            # servers that capture nothing (capture off, an image without the middleware):
+            # the load's and the paired window's own records are the evidence there is
         if not self._batches:
             return pd.DataFrame(columns=COLUMNS)
         return pd.concat(self._batches, ignore_index=True)

@@ -324,3 +324,18 @@ def test_a_promoted_stable_that_still_labels_itself_canary_counts_as_the_stable(
 
     assert user_counts(target.capture, time.time() - 60, roles) == {"stable": 30, "canary": 11}
     assert user_counts(target.capture, time.time() - 60) == {"canary": 52}  # as labelled
+
+
+def test_servers_that_capture_nothing_leave_drift_to_the_loads_own_records(
+    tmp_path: Path, target: DirectTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (e2e test_faults, stand-in servers): an empty capture directory meant no
+    drift rows at all, drift never decided and a good canary was rolled back at the
+    deadline. With no captured rows of one variant, the step's own records count."""
+    calls = _counted(monkeypatch)
+    target.capture.mkdir(parents=True)
+    users(target.capture, "stable", 5)  # the stable captures, the canary does not
+    load = step_load(tmp_path, target)
+    drift = load._step_drift(10, time.time() - 60, [_batch(tmp_path, "b", 20, 60)], tmp_path)
+    assert drift is not None
+    assert calls == [(60, 20)]

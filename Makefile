@@ -21,7 +21,7 @@ check: setup  ## ruff + mypy --strict, exactly as CI runs them
 
 test: setup  ## lint, types, then every test tier (unit, integration, e2e)
 	@infra/bootstrap/check.sh
-	$(PY) -m pytest tests -p no:cacheprovider --durations=15
+	$(PY) -m pytest tests -p no:cacheprovider --durations=40
 
 test-unit: setup  ## the fast tier only
 	$(PY) -m pytest tests/unit -q

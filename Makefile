@@ -19,12 +19,18 @@ setup:  ## environments, Docker engine, base image (idempotent; seconds when don
 check: setup  ## ruff + mypy --strict, exactly as CI runs them
 	@infra/bootstrap/check.sh
 
-test: setup  ## lint, types, then every test tier (unit, integration, e2e)
+# The unit tier runs on two workers (pytest-xdist): it is pure CPU and independent per test,
+# so that halves it on 2 cores. The e2e and integration tiers run serially: they measure
+# latencies and start servers, and two at once would share the cores they measure.
+test: setup  ## lint, types, then every test tier (unit on 2 workers, then e2e and integration)
 	@infra/bootstrap/check.sh
-	$(PY) -m pytest tests -p no:cacheprovider --durations=40
+	@set -o pipefail; rc=0; \
+	  $(PY) -m pytest tests/unit -p no:cacheprovider -n 2 --durations=10 || rc=$$?; \
+	  $(PY) -m pytest tests/e2e tests/integration -p no:cacheprovider --durations=40 || rc=$$?; \
+	  exit $$rc
 
 test-unit: setup  ## the fast tier only
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q -n 2
 
 demo: setup  ## the demo, end to end: v1 → v2 promote → bad v3 rollback → drift → retrain → release
 	CANARYFLOW_DEMO_RESET=$(RESET) $(PY) -m infra.demo

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -39,6 +41,22 @@ def supervisor_env(config: DockerTargetConfig) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def supervising(config: DockerTargetConfig) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m infra.targets.docker_supervisor` as the worker starts it, for `config`'s
+    environment (it supervises every target recorded in that state directory); SIGTERM after."""
+    sup = subprocess.Popen(
+        [sys.executable, "-m", "infra.targets.docker_supervisor"],
+        env=supervisor_env(config), cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield sup
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        sup.wait(30)
+
+
 def test_a_killed_router_comes_back_with_its_weights(tmp_path: Path) -> None:
     try:
         client = docker_client()
@@ -51,12 +69,7 @@ def test_a_killed_router_comes_back_with_its_weights(tmp_path: Path) -> None:
         target.deploy(variant(image, "1", "r1", role="stable"))
         target.deploy(variant(image, "2", "r2"))
         target.set_weights(25)
-        sup = subprocess.Popen(
-            [sys.executable, "-m", "infra.targets.docker_supervisor"],
-            env=supervisor_env(config), cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
+        with supervising(config):
             with background_stream(target, rate_per_s=20) as seen:
                 time.sleep(2)
                 pid = target.router.process.pid()
@@ -70,9 +83,6 @@ def test_a_killed_router_comes_back_with_its_weights(tmp_path: Path) -> None:
                 time.sleep(3)
             failed = [r for r in seen.stream.results if not r.ok]
             outage = (max(r.done for r in failed) - min(r.sent for r in failed)) if failed else 0
-        finally:
-            sup.send_signal(signal.SIGTERM)
-            sup.wait(30)
         assert target.router.running(), "the supervisor did not restart HAProxy in 60 s"
         assert target.status().canary_percent == 25  # restored from its recorded weights
         health = read_health(target)

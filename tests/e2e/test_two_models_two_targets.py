@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,11 +17,10 @@ from infra.errors import SpecError
 from infra.targets.base import Variant
 from infra.targets.docker_config import DockerTargetConfig
 from infra.targets.docker_containers import TARGET_LABEL
-from tests.e2e.test_supervisor import supervisor_env
+from tests.e2e.test_supervisor import supervising
 from tests.fixtures.docker_target import make_config, running_target, standin_image
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def of(image: str, model: str, version: str) -> Variant:
@@ -61,12 +58,7 @@ def test_two_models_two_targets_one_supervisor(
         assert client.containers.list(all=True, filters=labels) == []  # nothing started
         assert answer(second, "extract-json").status_code == 200  # the other one unharmed
 
-        sup = subprocess.Popen(
-            [sys.executable, "-m", "infra.targets.docker_supervisor"],
-            env=supervisor_env(first), cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
+        with supervising(first):
             time.sleep(3)
             pid = b.router.process.pid()
             assert pid is not None
@@ -75,9 +67,6 @@ def test_two_models_two_targets_one_supervisor(
             while not b.router.running() and time.monotonic() < killed + 60:
                 time.sleep(0.2)
             back = time.monotonic() - killed
-        finally:
-            sup.send_signal(signal.SIGTERM)
-            sup.wait(30)
         assert b.router.running(), "the supervisor of the first target left the second's down"
         assert answer(second, "extract-json").status_code == 200
         print(f"second target's HAProxy restarted {back:.1f} s after SIGKILL")

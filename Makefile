@@ -24,7 +24,7 @@ check: setup  ## ruff + mypy --strict, exactly as CI runs them
 # latencies and start servers, and two at once would share the cores they measure.
 test: setup  ## lint, types, then every test tier (unit on 2 workers, then e2e and integration)
 	@infra/bootstrap/check.sh
-	@set -o pipefail; rc=0; \
+	@rc=0; \
 	  $(PY) -m pytest tests/unit -p no:cacheprovider -n 2 --durations=10 || rc=$$?; \
 	  $(PY) -m pytest tests/e2e tests/integration -p no:cacheprovider --durations=40 || rc=$$?; \
 	  exit $$rc

@@ -50,7 +50,7 @@ from tests.fixtures.secret_scan import (
     scan_prefect,
     scan_tree,
 )
-from tests.fixtures.stack import ROOT, Stack, running_stack
+from tests.fixtures.stack import ROOT, Stack, mlflow_runs, running_stack, serving_version
 from validation import manifest
 from validation.golden import TaskSpec, sample
 
@@ -112,14 +112,6 @@ def release(stack: Stack, spec: dict[str, Any], timeout_s: float = 900) -> tuple
     record = stack.api.markdown(run_id, "release-tiny-chat")
     print(f"{RELEASE} {spec['model']}: {run['state_name']}\n{record}")
     return run["state_type"], verdict_of(record) or ""
-
-
-def mlflow_runs(stack: Stack) -> list[Any]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(stack.mlflow_uri)
-    exp = client.get_experiment_by_name("canaryflow-releases")
-    return [] if exp is None else client.search_runs([exp.experiment_id])
 
 
 def test_1_first_release_deploys_the_stable(
@@ -222,12 +214,6 @@ def test_3_records_open_in_a_browser(stack: Stack, tmp_path: Path) -> None:
 
 def _mlflow_ui(links: list[str]) -> str:
     return next(h for h in links if "/#/experiments/" in h).split("/#/", 1)[0]
-
-
-def serving_version(stack: Stack) -> str:
-    stable = stack.target.status().stable
-    assert stable is not None, "no stable serves: test 1 did not deploy one"
-    return stable.model_version
 
 
 def trained_config_model(steps: int) -> Path:

@@ -104,10 +104,22 @@ LAUNCHER
   if cmp -s "$tmp" "$bin"; then rm -f "$tmp"; else mv -f "$tmp" "$bin"; fi
 }
 
-ensure_system_packages
-ensure_venv .venv infra/requirements/pipeline.lock pipeline_fixups
-ensure_launcher
-ensure_venv .venv-serving serving/requirements.lock serving_fixups
-"$ROOT/infra/bootstrap/docker-up.sh" >/dev/null
-"$ROOT/infra/bootstrap/base-image.sh"
+# On a fresh machine the three parts wait mostly on downloads and disk, not on each other:
+# the system packages → Docker engine → base image chain, and the two environments, run at
+# once (CI's clean machine spends most of its setup here). Each part's failure stops setup.
+parts=()
+( ensure_system_packages
+  "$ROOT/infra/bootstrap/docker-up.sh" >/dev/null
+  "$ROOT/infra/bootstrap/base-image.sh" ) & parts+=("$!:system packages, Docker engine, base image")
+( ensure_venv .venv infra/requirements/pipeline.lock pipeline_fixups
+  ensure_launcher ) & parts+=("$!:.venv")
+( ensure_venv .venv-serving serving/requirements.lock serving_fixups ) & parts+=("$!:.venv-serving")
+failed=()
+for part in "${parts[@]}"; do
+  wait "${part%%:*}" || failed+=("${part#*:}")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "setup: failed: ${failed[*]} (messages above; run make setup again once fixed)" >&2
+  exit 1
+fi
 say "ready (DOCKER_HOST=$DOCKER_HOST)"

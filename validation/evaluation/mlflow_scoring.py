@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -194,11 +195,15 @@ def scores_key(
 
 @functools.cache
 def _scorers_version() -> str:
-    """The scorers' code and MLflow's version (its built-in scorers): read once a process."""
+    """The scorers' code, the embedding model's package and MLflow's version (its built-in
+    scorers): read once a process."""
     import mlflow
 
-    code = Path(__file__).with_name("scorers.py").read_bytes()
-    return f"{hashlib.sha256(code).hexdigest()} mlflow {mlflow.__version__}"
+    from validation.evaluation.semantic import MODEL_PACKAGE
+
+    code = b"".join(Path(__file__).with_name(f).read_bytes() for f in ("scorers.py", "semantic.py"))
+    embedder = importlib.metadata.version(MODEL_PACKAGE.replace("_", "-"))
+    return f"{hashlib.sha256(code).hexdigest()} {embedder} mlflow {mlflow.__version__}"
 
 
 def _scores_json(scores: RowScores) -> dict[str, Any]:

@@ -11,7 +11,8 @@ The same functions run in three places, so a row scores the same everywhere:
 Why our own functions and not only MLflow's: the pinned MLflow 3.17 ships exactly two
 deterministic code scorers (`RegexMatch` with one fixed pattern, `ResponseLength`); exact /
 normalized match, contains, numeric tolerance, JSON validity, JSON Schema (the `jsonschema`
-package) and field match are written here as custom `@scorer`s, as MLflow intends.
+package) and field match are written here as custom `@scorer`s, as MLflow intends; the
+`semantic` one (validation/evaluation/semantic.py) embeds with sentence-transformers.
 
 `check_scorers(scorers, rows)` runs at validate: an unknown kind is UnknownScorerError, a
 scorer whose expectation some rows lack is MissingExpectationsError naming the rows.
@@ -28,6 +29,7 @@ from typing import Any
 
 from infra.errors import MissingExpectationsError, UnknownScorerError
 from validation.evaluation.rows import EvalRow
+from validation.evaluation.semantic import semantic
 from validation.evaluation.spec import SCORER_KINDS, EvaluationSpec, ScorerSpec
 
 
@@ -172,10 +174,10 @@ def length(spec: ScorerSpec, row: EvalRow, out: str) -> Score:
 SCORERS: dict[str, ScoreFn] = {
     "exact": exact, "normalized": normalized, "contains": contains, "regex": regex,
     "numeric": numeric, "json_valid": json_valid, "json_schema": json_schema,
-    "fields": fields, "length": length,
+    "fields": fields, "length": length, "semantic": semantic,
 }  # fmt: skip
 assert tuple(SCORERS) == SCORER_KINDS
-FRACTIONAL = frozenset({"contains", "fields"})
+FRACTIONAL = frozenset({"contains", "fields", "semantic"})
 """Kinds whose value is a share (0..1), compared paired as numbers besides pass/fail."""
 
 
@@ -186,6 +188,7 @@ def needs(spec: ScorerSpec, row: EvalRow) -> str | None:
     missing = {
         "exact": None if has else "expected_response",
         "normalized": None if has else "expected_response",
+        "semantic": None if has else "expected_response",
         "contains": None if has or exp.get("facts") else "facts or expected_response",
         "regex": None if spec.pattern or "regex" in exp else "regex (or the scorer's pattern)",
         "numeric": None if "numeric" in exp or _is_number(exp.get("expected_response"))

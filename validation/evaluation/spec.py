@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCORER_KINDS = ("exact", "normalized", "contains", "regex", "numeric", "json_valid",
-                "json_schema", "fields", "length")  # fmt: skip
+                "json_schema", "fields", "length", "semantic")  # fmt: skip
 
 
 class _Spec(BaseModel):
@@ -32,7 +32,8 @@ class ScorerSpec(_Spec):
 
     kind: str = Field(
         description="exact | normalized (case, whitespace, punctuation) | contains (facts or "
-        "expected_response) | regex | numeric | json_valid | json_schema | fields | length. "
+        "expected_response) | regex | numeric | json_valid | json_schema | fields | length | "
+        "semantic (embedding cosine to expected_response; set pass_at, e.g. 0.8). "
         "An unknown kind is refused at validate (UnknownScorerError)."
     )
     name: str | None = Field(None, min_length=1, description="Assessment name (default: kind).")
@@ -65,6 +66,11 @@ class ScorerSpec(_Spec):
     def _length(self) -> ScorerSpec:
         if self.kind == "length" and self.min_length is None and self.max_length is None:
             raise ValueError("a length scorer needs min_length and/or max_length")
+        if self.kind == "semantic" and self.pass_at >= 1.0:
+            raise ValueError(
+                "a semantic scorer needs pass_at below 1 (the cosine similarity that counts as "
+                "the same meaning, e.g. 0.8): at 1.0 only identical embeddings would pass"
+            )
         return self
 
 

@@ -32,8 +32,8 @@ test: setup  ## lint, types, then every test tier (unit on 2 workers, then e2e a
 test-unit: setup  ## the fast tier only
 	$(PY) -m pytest tests/unit -q -n 2
 
-demo: setup  ## the demo, end to end: v1 → v2 promote → bad v3 rollback → drift → retrain → release
-	CANARYFLOW_DEMO_RESET=$(RESET) $(PY) -m infra.demo
+demo: setup  ## the demo: v1 → v2 promote → bad v3 rollback → drift → retrain → release; extract-json (ONLY=extract-json: that part alone)
+	CANARYFLOW_DEMO_RESET=$(RESET) CANARYFLOW_DEMO_ONLY=$(ONLY) $(PY) -m infra.demo
 
 bench: setup  ## benchmarks side by side (bench/RESULTS.md); ONLY=name,name QUICK=1
 	$(PY) -m bench $(if $(ONLY),--only $(ONLY)) $(if $(QUICK),--quick)

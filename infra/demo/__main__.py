@@ -5,7 +5,9 @@
 train v1 → release (first deploy) → train a better v2 → canary → promote → a deliberately
 bad v3 → canary → rollback → a normal and a drifted window of live traffic → drift-check
 (deployment run) → the drift event triggers retrain → retrain starts the release of its
-candidate. Every release and check is a run of a deployment of prefect.yaml on the process
+candidate; then the second model, a Qwen2 JSON extractor on a target of its own
+(infra/demo/second_model.py): a good v1 promoted, a fine-tune that broke its JSON rolled
+back. Every release and check is a run of a deployment of prefect.yaml on the process
 worker; each verdict is read back from its Prefect artifact and printed with its evidence.
 
 Re-running it resets what the previous demo left (its target and its registered model);
@@ -15,11 +17,13 @@ anything the demo did not create is left alone and the demo refuses to start ove
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
 from infra.demo.evaluation import DATASET, demo_evaluation, register_demo_set
-from infra.demo.reset import reset_previous_demo
+from infra.demo.reset import DemoStateError, reset_previous_demo
+from infra.demo.second_model import JSON_NAME, json_story
 from infra.demo.story import NAME, RELEASE, DemoContext, Result, say, where_to_look
 from infra.demo_model.train import TrainConfig
 from infra.errors import CanaryflowError
@@ -40,8 +44,12 @@ def drift_check(ctx: DemoContext, label: str, since: float) -> tuple[Result, flo
     return ctx.follow(label, run_id, f"drift-{NAME}", time.monotonic()), asked
 
 
-def story(ctx: DemoContext) -> dict[str, str]:
-    """The scenario; returns {step: observed verdict} for the expectations check."""
+def story(ctx: DemoContext, only: str | None = None) -> dict[str, str]:
+    """The scenario (or only the second model's part, only=extract-json); returns {step:
+    observed verdict} for the expectations check."""
+    if only == JSON_NAME:
+        say(f"\n== 7. only the second model ({ONLY_ENV}={JSON_NAME}): {JSON_NAME}")
+        return json_story(ctx, CANARY)
     say("\n== 2. v1: train, then release it (nothing serves yet: first deploy)")
     v1 = ctx.train("v1", TrainConfig())
     evaluation = demo_evaluation()
@@ -83,9 +91,14 @@ def story(ctx: DemoContext) -> dict[str, str]:
     say(f"  retrain started release run {follow['name']}: {follow['parameters']['spec']}")
     seen["retrained"] = ctx.follow("retrained release", follow["id"], f"release-{NAME}",
                                    time.monotonic()).verdict  # fmt: skip
+
+    say(f"\n== 7. the second model: {JSON_NAME} (Qwen2, JSON answers) on a target of its own,")
+    say("        judged by JSON-schema and field scorers on its own evaluation set")
+    seen.update(json_story(ctx, CANARY))
     return seen
 
 
+ONLY_ENV = "CANARYFLOW_DEMO_ONLY"
 EXPECTED = {
     "v1": "promoted",
     "v2": "promoted",
@@ -93,18 +106,26 @@ EXPECTED = {
     "drift-check (normal)": "no_drift",
     "drift-check (drifted)": "drift",
     "retrained": "promoted",
+    "json v1": "promoted",
+    "json v2": "rolled_back",
 }
 
 
 def main() -> int:
     started = time.monotonic()
+    only = os.environ.get(ONLY_ENV) or None
+    if only not in (None, JSON_NAME):
+        raise DemoStateError(
+            f"{ONLY_ENV}={only!r}: the demo has one part to run alone, "
+            f"{JSON_NAME!r} (make demo ONLY={JSON_NAME}); unset it for all"
+        )
     say("== 1. services: Prefect server + process worker, MLflow UI; deployments")
     ctx = DemoContext.start()
     if stale := ctx.api.cancel_unfinished([RELEASE, "drift-check/drift-check", "retrain/retrain"]):
         say(f"  cancelled runs an interrupted demo left: {', '.join(stale)}")
     reset_previous_demo(ctx.settings)
     say(f"  evaluation set: MLflow dataset {register_demo_set(ctx.settings)} (the release's rows)")
-    seen = story(ctx)
+    seen = story(ctx, only)
     say("\n== summary")
     say(f"  {'run':30} {'verdict':12} {'seconds':>8}")
     for result in ctx.results:

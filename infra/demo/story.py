@@ -98,13 +98,15 @@ class DemoContext:
             f"{NAME} v{report.version.version}")  # fmt: skip
         return report.version.version
 
-    def release(self, label: str, spec: dict[str, Any], timeout_s: float = 3600) -> Result:
+    def release(
+        self, label: str, spec: dict[str, Any], timeout_s: float = 3600, name: str = NAME
+    ) -> Result:
         params = {"spec": spec}
         say(f"  $ prefect deployment run {RELEASE} --params '{json.dumps(params)}'")
         started = time.monotonic()
         with heartbeat(f"{label}: submitting the run to the work pool"):
             run_id = self.api.run_deployment(RELEASE, params)
-        return self.follow(label, run_id, f"release-{NAME}", started, timeout_s)
+        return self.follow(label, run_id, f"release-{name}", started, timeout_s)
 
     def follow(
         self, label: str, run_id: str, key: str, started: float, timeout_s: float = 3600

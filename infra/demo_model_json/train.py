@@ -2,6 +2,8 @@
 
     train(JsonTrainConfig(), out)              # the good model
     train(JsonTrainConfig(corrupt=1.0), out)   # the bad one: answers are not JSON
+    train(JsonTrainConfig(corrupt=1.0, base=str(good), steps=60, lr=1e-3), out)
+                                               # a fine-tune of the good one that broke it
 
 The model directory holds the weights, tokenizer + chat template and generation_config.json,
 not the evaluation set: `write_eval_set(config, path)` writes the held-out rows (CONTRACTS row
@@ -27,6 +29,7 @@ from tokenizers import Tokenizer
 from infra.demo_model import fit
 from infra.demo_model import tokenizer as tk
 from infra.demo_model_json import task
+from infra.errors import TrainingError
 
 TRAINING_INFO_FILE = "canaryflow_training.json"
 MAX_NEW_TOKENS = 40  # the longest answer is 28 tokens with its end token
@@ -44,6 +47,10 @@ class JsonTrainConfig(fit.ModelConfig):
     corrupt: float = Field(
         0.0, ge=0.0, le=1.0, description="Share of training targets written as Python repr "
         "instead of JSON (1.0: the bad variant).",
+    )  # fmt: skip
+    base: str | None = Field(
+        None, min_length=1, description="Fine-tune this model directory (one this trainer "
+        "wrote: same seed, same tokenizer) instead of starting from random weights.",
     )  # fmt: skip
 
     @model_validator(mode="after")
@@ -76,6 +83,20 @@ def _model(config: JsonTrainConfig, tok: Tokenizer) -> torch.nn.Module:
     return fit.decoder(config, tok, Qwen2Config, Qwen2ForCausalLM,
                        num_key_value_heads=config.num_kv_heads,
                        use_sliding_window=False, sliding_window=None)  # fmt: skip
+
+
+def _base(base: Path, tok: Tokenizer) -> torch.nn.Module:
+    """The model saved in `base`, to fine-tune; its tokenizer must be the one `tok` is."""
+    from transformers import Qwen2ForCausalLM
+
+    saved = base / "tokenizer.json"
+    if not saved.is_file() or Tokenizer.from_file(str(saved)).get_vocab() != tok.get_vocab():
+        raise TrainingError(
+            f"base {base} has no tokenizer.json or another vocabulary than this seed's: "
+            "fine-tune a directory this trainer wrote with the same seed"
+        )
+    model: torch.nn.Module = Qwen2ForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    return model
 
 
 def _data(config: JsonTrainConfig) -> tuple[list[task.Example], Iterator[task.Example], Tokenizer]:
@@ -113,7 +134,7 @@ def train(config: JsonTrainConfig, out_dir: Path) -> JsonTrainResult:
     """Train, save the model directory and measure it offline on the held-out set."""
     start = fit.start_run(config)
     heldout, stream, tok = _data(config)
-    model = _model(config, tok)
+    model = _model(config, tok) if config.base is None else _base(Path(config.base), tok)
     loss = fit.fit(model, tok, stream, config)
     fit.save(model, tok, out_dir, max_model_len=config.max_model_len,
              max_new_tokens=MAX_NEW_TOKENS)  # fmt: skip

@@ -7,11 +7,14 @@ The tests run in file order on one stack and one Docker target:
    `canaryflow release SPEC --watch` of the serving version: followed to "aborted", exit 3;
 2. an identical model (same weights, another version) through a real canary step at 50%:
    every check passes → promoted, record in Prefect artifacts and MLflow;
-3. a weak model (700 steps, ~43% exact match) with the offline gate switched off, so only
-   the canary can catch it: the quality check fails → rolled back, version tagged rejected;
-   then both records are opened in headless Chromium as a person would: the Prefect UI's
-   artifact page (verdict, pictures that load from MLflow, links a browser follows) and the
-   MLflow UI's run and picture pages; screenshots in $CANARYFLOW_SCREENSHOTS or tmp;
+3. the second model, a Qwen2 JSON extractor, on a target of its own (`target_settings`),
+   judged on its own set with `json_schema` + `fields`: the good one is deployed first
+   (promoted), then a fine-tune that broke its JSON, offline gate off so only the canary can
+   catch it: the canary's quality check fails → rolled back, version tagged rejected; then
+   the promoted (test 2) and rolled-back records are opened in headless Chromium as a person
+   would: the Prefect UI's artifact page (verdict, pictures that load from MLflow, links a
+   browser follows) and the MLflow UI's run and picture pages; screenshots in
+   $CANARYFLOW_SCREENSHOTS or tmp;
 4. a push to a bare repo with the hook installed starts a release run with that sha;
 5. drifted live traffic → drift-check emits the event → retrain runs a team-style trainer
    (tests/fixtures/user_trainer.py) → its release promotes the candidate; a failing trainer
@@ -38,10 +41,12 @@ import pytest
 from infra.image.build import BuiltImage
 from infra.load.traffic import send_traffic
 from infra.prefect_api import PREFECT, verdict_of
+from infra.targets.docker import DockerTarget
 from infra.targets.docker_containers import IMAGE_LABEL, TARGET_LABEL
-from tests.fixtures.browser import chromium, look
+from tests.fixtures import json_release, models
+from tests.fixtures.browser import check_record, chromium, look
+from tests.fixtures.docker_target import sweep
 from tests.fixtures.fault_report import summarize
-from tests.fixtures.models import trained
 from tests.fixtures.secret_scan import (
     SecretScan,
     scan_containers,
@@ -73,7 +78,6 @@ FAST_CANARY: dict[str, Any] = {
     "load": {"users": 6, "max_tokens": 8, "max_step_s": 240},
 }
 EVAL_ROWS = 200
-WEAK_STEPS = 700  # ~43% exact match: passes the smoke test (1 of 3 probes), fails quality
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +105,16 @@ def of(model: Path, evaluation: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"model": str(model), "registered_name": NAME, "evaluation": evaluation, **extra}
 
 
-RUNS: list[str] = []  # the release runs' ids, in order
+RUNS: list[tuple[str, str]] = []  # the release runs' (id, model name), in order
 
 
 def release(stack: Stack, spec: dict[str, Any], timeout_s: float = 900) -> tuple[str, str]:
     """(state, verdict) of a `prefect deployment run release/release` run."""
     run_id = stack.api.run_deployment(RELEASE, {"spec": spec})
-    RUNS.append(run_id)
+    name = spec["registered_name"]
+    RUNS.append((run_id, name))
     run = stack.api.wait(run_id, timeout_s)
-    record = stack.api.markdown(run_id, "release-tiny-chat")
+    record = stack.api.markdown(run_id, f"release-{name}")
     print(f"{RELEASE} {spec['model']}: {run['state_name']}\n{record}")
     return run["state_type"], verdict_of(record) or ""
 
@@ -163,63 +168,69 @@ def test_2_identical_canary_passes_every_check(
     assert any(re.match(r"step50\.run\d+\.quality", k) for k in runs["2"].data.metrics)
 
 
-def test_3_weak_canary_is_rolled_back_on_quality(
-    stack: Stack, tmp_path: Path, evaluation: dict[str, Any]
+@pytest.fixture(scope="module")
+def json_target(
+    stack: Stack, e2e_labels: dict[str, str]
+) -> Iterator[tuple[dict[str, Any], DockerTarget]]:
+    settings, target = json_release.json_target(stack, e2e_labels)
+    try:
+        yield settings, target
+    finally:
+        target.destroy()
+        sweep(target.client, target.config.name)
+
+
+def test_3_second_model_is_deployed_on_its_own_target(
+    stack: Stack, json_target: tuple[dict[str, Any], DockerTarget], tmp_path: Path
+) -> None:
+    settings, target = json_target
+    evaluation = json_release.json_evaluation(tmp_path)
+    spec = {"model": str(models.trained_json()), "registered_name": json_release.JSON_NAME,
+            "evaluation": evaluation, "target_settings": settings}  # fmt: skip
+    assert release(stack, spec) == ("COMPLETED", "promoted")
+    now = target.status()
+    assert now.stable is not None
+    assert (now.stable.model_name, now.stable.model_version) == (json_release.JSON_NAME, "1")
+    assert serving_version(stack) == "2"  # tiny-chat's target is not touched
+    answer = json_release.ask(settings, target, json_release.first_row(evaluation))
+    assert isinstance(json.loads(answer), dict), answer  # JSON through its own router
+
+
+def test_3_fine_tune_that_breaks_the_json_is_rolled_back_by_the_canary(
+    stack: Stack, json_target: tuple[dict[str, Any], DockerTarget], tmp_path: Path
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    weak = shutil.copytree(trained_config_model(WEAK_STEPS), tmp_path / "weak")
-    gate_off = {**evaluation, "threshold": 0.0, "margin": 1.0}
-    before = serving_version(stack)  # v2 after test 2; whatever serves, it must stay
-    state, verdict = release(stack, of(weak, gate_off, **FAST_CANARY))
-    assert (state, verdict) == ("COMPLETED", "rolled_back")
-    now = stack.target.status()
+    settings, target = json_target
+    if target.status().stable is None:
+        pytest.skip("the good JSON model was not deployed")
+    gate_off = {**json_release.json_evaluation(tmp_path), "threshold": 0.0, "margin": 1.0}
+    load = {**FAST_CANARY["load"], "max_tokens": None}  # the set's longest expected answer
+    spec = {"model": str(models.broken_json_fine_tune()), "evaluation": gate_off,
+            "registered_name": json_release.JSON_NAME, "target_settings": settings,
+            "canary": FAST_CANARY["canary"], "load": load}  # fmt: skip
+    assert release(stack, spec) == ("COMPLETED", "rolled_back")
+    now = target.status()
     assert now.stable is not None
-    assert now.stable.model_version == before
+    assert now.stable.model_version == "1"
     assert now.canary is None
     assert now.canary_percent == 0
-    tags = MlflowClient(stack.mlflow_uri).get_model_version(NAME, "3").tags
+    tags = MlflowClient(stack.mlflow_uri).get_model_version(json_release.JSON_NAME, "2").tags
     assert tags["canaryflow.rejected"] == "true"
     assert "quality" in tags["canaryflow.rejected_reasons"]
 
 
 def test_3_records_open_in_a_browser(stack: Stack, tmp_path: Path) -> None:
     """The two canary records (test 2 promoted, test 3 rolled back) as a browser shows them."""
-    if len(RUNS) < 3:
+    if len(RUNS) < 4:
         pytest.skip("tests 1-3 did not all run: no canary records to look at")
     shots = Path(os.environ.get("CANARYFLOW_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     prefect_ui = stack.api.api_url.removesuffix("/api")
     with chromium() as browser:
-        for run_id, verdict in ((RUNS[-2], "promoted"), (RUNS[-1], "rolled_back")):
-            art = next(a for a in stack.api.artifacts(run_id) if a.get("key") == f"release-{NAME}")
-            record = look(browser, f"{prefect_ui}/artifacts/artifact/{art['id']}",
-                          f"Verdict: {verdict}", shots / f"prefect-{verdict}.png")  # fmt: skip
-            print(f"{record.url}: {len(record.images)} picture(s), screenshot {record.screenshot}")
-            assert not [h for h in record.links if h.startswith("file:")], record.links
-            assert record.images, "the record shows no picture"
-            assert not record.broken_images, f"pictures that did not load: {record.broken_images}"
-            mlflow_ui = _mlflow_ui(record.links)  # the pictures come from the MLflow server
-            assert all(src.startswith(mlflow_ui) for src, _ in record.images), record.images
-            run_page = next(h for h in record.links if "/#/experiments/" in h
-                            and "/artifacts/" not in h)  # fmt: skip
-            run = look(browser, run_page, "canaryflow.verdict", shots / f"mlflow-{verdict}.png")
-            assert verdict in run.text, f"{run_page} does not show the verdict {verdict}"
-            picture_page = next(h for h in record.links if "/artifacts/pictures" in h)
-            name = picture_page.rsplit("/", 1)[-1]
-            shown = look(browser, picture_page, name, shots / f"mlflow-{verdict}-picture.png")
-            assert shown.images, f"{picture_page} shows no picture"
-            assert not shown.broken_images, (picture_page, shown.images)
-
-
-def _mlflow_ui(links: list[str]) -> str:
-    return next(h for h in links if "/#/experiments/" in h).split("/#/", 1)[0]
-
-
-def trained_config_model(steps: int) -> Path:
-    from infra.demo_model.train import TrainConfig
-
-    return trained(TrainConfig(steps=steps))
+        for (run_id, name), verdict in ((RUNS[1], "promoted"), (RUNS[3], "rolled_back")):
+            art = next(a for a in stack.api.artifacts(run_id) if a.get("key") == f"release-{name}")
+            check_record(browser, f"{prefect_ui}/artifacts/artifact/{art['id']}", verdict, shots)
 
 
 def test_4_git_push_starts_a_release_of_the_pushed_spec(

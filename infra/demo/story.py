@@ -205,9 +205,10 @@ def first_canary_request(release_dir: Path) -> float | None:
 def where_to_look(settings: Settings) -> list[str]:
     return [
         f"Prefect UI     {services.PREFECT_API_URL.removesuffix('/api')}  (flow runs, "
-        "artifacts: release-tiny-chat, drift-tiny-chat, retrain-tiny-chat)",
-        f"MLflow UI      {services.MLFLOW_UI_URL}  (experiment canaryflow-releases; model "
-        f"{NAME}: aliases, rejected tags)",
+        "artifacts: release-tiny-chat, drift-tiny-chat, retrain-tiny-chat, "
+        "release-extract-json)",
+        f"MLflow UI      {services.MLFLOW_UI_URL}  (experiment canaryflow-releases; models "
+        f"{NAME} and extract-json: aliases, rejected tags)",
         f"reports        {settings.state / 'releases'}/<release id>/step-*/ (Locust, "
         "Evidently HTML)",
         f"drift reports  {settings.state / 'drift'}",

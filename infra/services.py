@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 WORK_POOL = "canaryflow-process"
 # release-k8s needs a cluster; control-release is the Prefect UI's pause/resume/promote/abort
-LOCAL_DEPLOYMENTS = ("release", "control-release", "drift-check", "retrain")
+LOCAL_DEPLOYMENTS = ("release", "control-release", "drift-check", "retrain",
+                     "retrain-extract-json")  # fmt: skip
 PREFECT_PORT = int(os.environ.get("CANARYFLOW_PREFECT_PORT", "4200"))
 MLFLOW_PORT = int(os.environ.get("CANARYFLOW_MLFLOW_PORT", "5000"))
 PREFECT_API_URL = f"http://127.0.0.1:{PREFECT_PORT}/api"

@@ -7,8 +7,9 @@ bad v3 → canary → rollback → a normal and a drifted window of live traffic
 (deployment run) → the drift event triggers retrain → retrain starts the release of its
 candidate; then the second model, a Qwen2 JSON extractor on a target of its own
 (infra/demo/second_model.py): a good v1 promoted, a fine-tune that broke its JSON rolled
-back. Every release and check is a run of a deployment of prefect.yaml on the process
-worker; each verdict is read back from its Prefect artifact and printed with its evidence.
+back, then its own drift → retrain → release chain (infra/demo/json_chain.py). Every
+release and check is a run of a deployment of prefect.yaml on the process worker; each
+verdict is read back from its Prefect artifact and printed with its evidence.
 
 Re-running it resets what the previous demo left (its target and its registered model);
 anything the demo did not create is left alone and the demo refuses to start over it.
@@ -108,6 +109,8 @@ EXPECTED = {
     "retrained": "promoted",
     "json v1": "promoted",
     "json v2": "rolled_back",
+    "json drift-check": "drift",
+    "json retrained": "promoted",
 }
 
 

@@ -9,6 +9,7 @@ with `json_schema` + `fields`; it serves on target `extract-json` with ports of 
     v1: trained (600 steps) → first deploy on extract-json → promoted
     v2: a short fine-tune of v1 on Python-repr targets (a training change that broke the
         output format), offline gate off → canary → its quality check fails → rolled back
+    then its drift → retrain → release chain (infra/demo/json_chain.py): promoted
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra.demo.json_chain import json_chain
 from infra.demo.story import DemoContext, heartbeat, say
 from infra.demo_model_json.train import JsonTrainConfig, train, write_eval_set
 from infra.settings import Settings
@@ -91,6 +93,7 @@ def json_story(ctx: DemoContext, canary: dict[str, Any]) -> dict[str, str]:
         "canary": canary,
     }
     seen["json v2"] = ctx.release("json v2", spec, name=JSON_NAME).verdict
+    seen.update(json_chain(ctx, JSON_NAME, JSON_TARGET, JSON_DATASET))
     say(
         f"  {JSON_NAME} router: http://127.0.0.1:{JSON_TARGET['router_port']}/v1 "
         f"(key: {ctx.settings.state / 'targets' / JSON_NAME / 'secrets' / 'api-key'})"

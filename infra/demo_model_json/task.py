@@ -72,6 +72,17 @@ SCHEMA: dict[str, Any] = {
 
 _PLACEHOLDER = re.compile(r"\{(name|city|items|count)\}")
 
+# A new market's customers (the demo's drifted window): names and cities the training stream
+# never shows, longer than the usual ones, in the same sentences.
+DRIFT_NAMES = (
+    "Bartholomew", "Maximiliano", "Anastasia", "Gwendolyn", "Konstantin", "Evangeline",
+    "Sebastiano", "Wilhelmina", "Florentino", "Annabella", "Leopoldine", "Nathaniel",
+)  # fmt: skip
+DRIFT_CITIES = (
+    "Reykjavik", "Johannesburg", "Valparaiso", "Thessaloniki", "Guadalajara", "Vladivostok",
+    "Ouagadougou", "Antananarivo", "Barranquilla", "Copenhagen",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Record:
@@ -127,10 +138,12 @@ def example(record: Record, template: int, *, corrupt: bool = False) -> Example:
                    template)  # fmt: skip
 
 
-def _draw(rng: random.Random) -> tuple[Record, int]:
+def _draw(
+    rng: random.Random, names: tuple[str, ...] = NAMES, cities: tuple[str, ...] = CITIES
+) -> tuple[Record, int]:
     record = Record(
-        name=rng.choice(NAMES),
-        city=rng.choice(CITIES),
+        name=rng.choice(names),
+        city=rng.choice(cities),
         item=rng.choice(ITEMS),
         count=rng.randint(MIN_COUNT, MAX_COUNT),
     )
@@ -161,6 +174,36 @@ def training_stream(exclude: frozenset[str], seed: int, corrupt: float = 0.0) ->
         ex = example(record, template, corrupt=bad)
         if ex.prompt not in exclude:
             yield ex
+
+
+def drifted(n: int, seed: int) -> list[Example]:
+    """`n` sentences of the new market (DRIFT_NAMES, DRIFT_CITIES): the demo's drifted
+    live traffic."""
+    rng = random.Random(seed)
+    return [example(*_draw(rng, DRIFT_NAMES, DRIFT_CITIES)) for _ in range(n)]
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    groups = {"name": r"(?P<name>[A-Z][\w'-]*)", "city": r"(?P<city>[A-Z][\w' -]*?)",
+              "items": r"(?P<item>[a-z]+)s", "count": r"(?P<count>\d+)"}  # fmt: skip
+    parts = _PLACEHOLDER.split(template)  # text, placeholder, text, ...
+    body = "".join(groups[p] if i % 2 else re.escape(p) for i, p in enumerate(parts))
+    return re.compile(re.escape(INSTRUCTION) + body)
+
+
+_PATTERNS = tuple(_pattern(t) for t in TEMPLATES)
+
+
+def parse_prompt(prompt: str) -> tuple[Record, int] | None:
+    """The facts and template of a prompt written in one of TEMPLATES, whatever its names,
+    cities or items (the team's labelling rule for retraining on captured traffic); None
+    for a prompt in no known template."""
+    for i, pattern in enumerate(_PATTERNS):
+        found = pattern.fullmatch(prompt.strip())
+        if found:
+            g = found.groupdict()
+            return Record(g["name"], g["city"], g["item"], int(g["count"])), i
+    return None
 
 
 def eval_row(ex: Example) -> dict[str, Any]:

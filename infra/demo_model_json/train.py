@@ -17,8 +17,9 @@ The shared loop, tokenizer and saving live in `infra.demo_model` (fit, tokenizer
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,10 +100,25 @@ def _base(base: Path, tok: Tokenizer) -> torch.nn.Module:
     return model
 
 
-def _data(config: JsonTrainConfig) -> tuple[list[task.Example], Iterator[task.Example], Tokenizer]:
-    """Held-out set, the training stream, and a tokenizer fitted on 2000 of its examples."""
+def mixed(
+    stream: Iterator[task.Example], observed: Sequence[task.Example], share: float, seed: int
+) -> Iterator[task.Example]:
+    """`stream`, with a share `share` of its examples drawn from `observed` instead (the
+    captured traffic a retrain fine-tunes on; the rest keeps what the model already does)."""
+    rng = random.Random(seed)
+    while True:
+        yield rng.choice(observed) if observed and rng.random() < share else next(stream)
+
+
+def _data(
+    config: JsonTrainConfig, observed: Sequence[task.Example] = (), share: float = 0.0
+) -> tuple[list[task.Example], Iterator[task.Example], Tokenizer]:
+    """Held-out set, the training stream (with `observed` mixed in at `share`), and a
+    tokenizer fitted on 2000 examples of the plain stream."""
     exclude, heldout = task.split(config.n_heldout, config.seed)
     stream = task.training_stream(exclude, config.seed + 1, config.corrupt)
+    stream = mixed(stream, [ex for ex in observed if ex.prompt not in exclude], share,
+                   config.seed + 3)  # fmt: skip
     # The tokenizer sees both answer forms, so the good and bad variants share it.
     corpus_stream = task.training_stream(exclude, config.seed + 2, 0.5)
     corpus = [tk.prompt_text(ex.prompt) + ex.answer + tk.END
@@ -130,10 +146,18 @@ def evaluate(model_dir: Path, heldout: list[task.Example]) -> tuple[float, float
     return fields / n, valid / n, exact / n
 
 
-def train(config: JsonTrainConfig, out_dir: Path) -> JsonTrainResult:
-    """Train, save the model directory and measure it offline on the held-out set."""
+def train(
+    config: JsonTrainConfig,
+    out_dir: Path,
+    observed: Sequence[task.Example] = (),
+    share: float = 0.5,
+) -> JsonTrainResult:
+    """Train, save the model directory and measure it offline on the held-out set.
+
+    `observed` (labelled captured traffic, for a retrain) makes up a share `share` of the
+    training examples; a held-out prompt among them is dropped, never trained on."""
     start = fit.start_run(config)
-    heldout, stream, tok = _data(config)
+    heldout, stream, tok = _data(config, observed, share if observed else 0.0)
     model = _model(config, tok) if config.base is None else _base(Path(config.base), tok)
     loss = fit.fit(model, tok, stream, config)
     fit.save(model, tok, out_dir, max_model_len=config.max_model_len,
@@ -147,6 +171,7 @@ def train(config: JsonTrainConfig, out_dir: Path) -> JsonTrainResult:
         "exact_match": exact,
         "n_eval": len(heldout),
         "final_loss": loss,
+        "observed_examples": len(observed),
     }
     (out_dir / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2))
     return JsonTrainResult(out_dir, field_acc, valid, exact, len(heldout), seconds,

@@ -11,6 +11,7 @@ ids (`user-…`), so the servers' capture counts them as live traffic for drift 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,8 +37,11 @@ def send_traffic(
     concurrency: int = 4,
     max_tokens: int = 8,
     timeout_s: float = 60.0,
+    correct: Callable[[str, str], bool] = exact_match,
 ) -> Sent:
-    """One chat completion per example (`concurrency` at a time); counts what came back."""
+    """One chat completion per example (`concurrency` at a time); counts what came back and
+    how much of it `correct(answer, example.answer)` accepts (default: the demo's exact
+    match; a JSON model passes its own rule)."""
     headers = {"Authorization": f"Bearer {api_key}"}
 
     def one(client: httpx.Client, ex: Example) -> tuple[bool, bool]:
@@ -50,7 +54,7 @@ def send_traffic(
         if resp.status_code != 200:
             return False, False
         text, error = parse_completion(resp.content)
-        return error is None, error is None and exact_match(text, ex.answer)
+        return error is None, error is None and correct(text, ex.answer)
 
     with (
         httpx.Client(base_url=router_url, timeout=timeout_s) as client,

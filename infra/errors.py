@@ -180,6 +180,14 @@ class UnknownScorerError(EvaluationSetError):
     """The spec names a scorer kind that does not exist; the message lists the known ones."""
 
 
+class JudgeUnreachableError(EvaluationSetError):
+    """A judge scorer's endpoint does not answer, refuses the key, or lacks the model."""
+
+
+class JudgeAnswerError(EvaluationSetError):
+    """A judge scorer's model answered something other than a yes/no judgement."""
+
+
 class TooFewRowsError(EvaluationSetError):
     """The set has fewer rows than the non-inferiority margin needs; the message says how many."""
 

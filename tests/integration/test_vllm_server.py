@@ -82,3 +82,31 @@ def test_each_exchange_lands_in_the_capture_file(vllm_server: Server) -> None:
     assert record["completion_tokens"] == answer["usage"]["completion_tokens"]
     metrics = httpx.get(f"{vllm_server.url}/metrics", timeout=5).text
     assert 'canaryflow_capture_records_total{outcome="written"}' in metrics
+
+
+def test_a_served_model_that_cannot_judge_is_named_at_validate(
+    vllm_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The judge probe against real vLLM: a wrong key and an unknown model are refused by the
+    endpoint, and a model that answers but cannot follow MLflow's judge prompt (tiny-chat: a
+    64-token context, arithmetic only) fails its one real judgement, all before any release."""
+    from infra.errors import JudgeAnswerError, JudgeUnreachableError
+    from tests.fixtures.vllm_server import API_KEY
+    from validation.evaluation.rows import EvalRow
+    from validation.evaluation.scorers import check_scorers
+    from validation.evaluation.spec import ScorerSpec
+
+    def spec(model: str = "tiny-chat") -> ScorerSpec:
+        judge = {"endpoint": f"{vllm_server.url}/v1", "model": model, "api_key_env": "IT_JUDGE"}
+        return ScorerSpec(kind="judge", judge=judge)
+
+    rows = [EvalRow(row_id="q1", messages=({"role": "user", "content": "1+2"},),
+                    expectations={"expected_response": "3"})]  # fmt: skip
+    monkeypatch.setenv("IT_JUDGE", "not-the-key")
+    with pytest.raises(JudgeUnreachableError, match=r"refused the key \(HTTP 401\)"):
+        check_scorers([spec()], rows)
+    monkeypatch.setenv("IT_JUDGE", API_KEY)
+    with pytest.raises(JudgeUnreachableError, match=r"HTTP 404 for model 'no-such-judge'"):
+        check_scorers([spec("no-such-judge")], rows)
+    with pytest.raises(JudgeAnswerError, match=r"judge 'judge' (failed on row q1|.*answered)"):
+        check_scorers([spec()], rows)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from infra.errors import EvaluationSetMissingError
 from infra.tracking import experiment_id
+from validation.evaluation.judge import mlflow_judge, verdict_value
 from validation.evaluation.rows import EvalRow, EvaluationSet, from_records
 from validation.evaluation.scorers import Score, score_row
 from validation.evaluation.spec import ScorerSpec
@@ -201,7 +202,8 @@ def _scorers_version() -> str:
 
     from validation.evaluation.semantic import MODEL_PACKAGE
 
-    code = b"".join(Path(__file__).with_name(f).read_bytes() for f in ("scorers.py", "semantic.py"))
+    code = b"".join(Path(__file__).with_name(f).read_bytes()
+                    for f in ("scorers.py", "semantic.py", "judge.py"))  # fmt: skip
     embedder = importlib.metadata.version(MODEL_PACKAGE.replace("_", "-"))
     return f"{hashlib.sha256(code).hexdigest()} {embedder} mlflow {mlflow.__version__}"
 
@@ -240,12 +242,14 @@ def _eval_record(row: EvalRow, output: str) -> dict[str, Any]:
 
 def mlflow_scorers(specs: Sequence[ScorerSpec]) -> list[Any]:
     """One MLflow scorer per spec: the built-in RegexMatch / ResponseLength where they fit,
-    a custom `@scorer` around the same function otherwise."""
+    MLflow's own LLM judge for `judge`, a custom `@scorer` around the same function otherwise."""
     from mlflow.genai.scorers import RegexMatch, ResponseLength
 
     out: list[Any] = []
     for spec in specs:
-        if spec.kind == "regex" and spec.pattern:
+        if spec.kind == "judge":
+            out.append(mlflow_judge(spec))
+        elif spec.kind == "regex" and spec.pattern:
             out.append(RegexMatch(name=spec.label, pattern=spec.pattern))
         elif spec.kind == "length":
             out.append(ResponseLength(name=spec.label, min_length=spec.min_length,
@@ -277,6 +281,11 @@ def read_scores(frame: Any, specs: Sequence[ScorerSpec]) -> RowScores:
         found = {a.get("assessment_name"): a for a in rec.get("assessments") or []
                  if "feedback" in a}  # fmt: skip
         scores[row_id] = {s.label: _score(found.get(s.label)) for s in specs}
+        for spec in specs:  # a broken judgement is an error, never a silent 0
+            if spec.kind == "judge":
+                got = found.get(spec.label) or {}
+                value = (got.get("feedback") or {}).get("value")
+                verdict_value(spec, value, scores[row_id][spec.label].rationale)
     return scores
 
 

@@ -15,7 +15,9 @@ package) and field match are written here as custom `@scorer`s, as MLflow intend
 `semantic` one (validation/evaluation/semantic.py) embeds with sentence-transformers.
 
 `check_scorers(scorers, rows)` runs at validate: an unknown kind is UnknownScorerError, a
-scorer whose expectation some rows lack is MissingExpectationsError naming the rows.
+scorer whose expectation some rows lack is MissingExpectationsError naming the rows, and a
+`judge` scorer (validation/evaluation/judge.py: MLflow's LLM judge on an OpenAI-compatible
+endpoint) is probed: unreachable, refused or answering other than yes/no is a named error.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.errors import MissingExpectationsError, UnknownScorerError
+from validation.evaluation.judge import judge, probe
 from validation.evaluation.rows import EvalRow
 from validation.evaluation.semantic import semantic
 from validation.evaluation.spec import SCORER_KINDS, EvaluationSpec, ScorerSpec
@@ -174,7 +177,7 @@ def length(spec: ScorerSpec, row: EvalRow, out: str) -> Score:
 SCORERS: dict[str, ScoreFn] = {
     "exact": exact, "normalized": normalized, "contains": contains, "regex": regex,
     "numeric": numeric, "json_valid": json_valid, "json_schema": json_schema,
-    "fields": fields, "length": length, "semantic": semantic,
+    "fields": fields, "length": length, "semantic": semantic, "judge": judge,
 }  # fmt: skip
 assert tuple(SCORERS) == SCORER_KINDS
 FRACTIONAL = frozenset({"contains", "fields", "semantic"})
@@ -225,6 +228,9 @@ def check_scorers(scorers: Sequence[ScorerSpec], rows: Sequence[EvalRow]) -> Non
                 f"{len(rows)} rows lack (first: row {n}, id {rid}); add it to those rows or "
                 f"drop the scorer"
             )
+    for spec in scorers:
+        if spec.kind == "judge" and rows:
+            probe(spec, rows[0])
 
 
 def score_row(spec: ScorerSpec, row: EvalRow, output: str) -> Score:

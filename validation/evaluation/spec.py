@@ -20,11 +20,46 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCORER_KINDS = ("exact", "normalized", "contains", "regex", "numeric", "json_valid",
-                "json_schema", "fields", "length", "semantic")  # fmt: skip
+                "json_schema", "fields", "length", "semantic", "judge")  # fmt: skip
+JUDGE_VARIABLES = ("{{ inputs }}", "{{ outputs }}", "{{ expectations }}")
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class JudgeSpec(_Spec):
+    """An LLM judge (MLflow `make_judge`) on any OpenAI-compatible chat endpoint."""
+
+    endpoint: str = Field(
+        pattern=r"^https?://[^\s/]+(/\S*)?$", description="The endpoint's base URL, up to "
+        "and including /v1 (e.g. http://judge:8000/v1); it must serve /chat/completions.",
+    )  # fmt: skip
+    model: str = Field(min_length=1, description="The judge's model name at that endpoint.")
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of the environment "
+        "variable holding the endpoint's API key (never the key itself: specs are logged).",
+    )  # fmt: skip
+    instructions: str = Field(
+        "Does the answer in {{ outputs }} say what the reference answer in {{ expectations }} "
+        "says, for the question in {{ inputs }}? Answer yes or no.",
+        min_length=1, description="What the judge decides (yes/no), with at least one of "
+        "{{ inputs }}, {{ outputs }}, {{ expectations }}.",
+    )  # fmt: skip
+    max_tokens: int = Field(128, ge=1, description="Most tokens the judge may answer with.")
+    timeout_s: float = Field(
+        30.0, gt=0, description="Timeout of validate's probe requests (MLflow's own judge "
+        "calls take MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _variables(self) -> JudgeSpec:
+        if not any(v in self.instructions for v in JUDGE_VARIABLES):
+            raise ValueError(
+                f"judge.instructions must name what it judges: at least one of "
+                f"{', '.join(JUDGE_VARIABLES)}"
+            )
+        return self
 
 
 class ScorerSpec(_Spec):
@@ -33,7 +68,8 @@ class ScorerSpec(_Spec):
     kind: str = Field(
         description="exact | normalized (case, whitespace, punctuation) | contains (facts or "
         "expected_response) | regex | numeric | json_valid | json_schema | fields | length | "
-        "semantic (embedding cosine to expected_response; set pass_at, e.g. 0.8). "
+        "semantic (embedding cosine to expected_response; set pass_at, e.g. 0.8) | judge (an "
+        "LLM judge's yes/no; set `judge`). "
         "An unknown kind is refused at validate (UnknownScorerError)."
     )
     name: str | None = Field(None, min_length=1, description="Assessment name (default: kind).")
@@ -57,6 +93,7 @@ class ScorerSpec(_Spec):
     min_length: int | None = Field(None, ge=0, description="length: fewest units allowed.")
     max_length: int | None = Field(None, ge=0, description="length: most units allowed.")
     unit: Literal["chars", "words"] = Field("chars", description="length: chars or words.")
+    judge: JudgeSpec | None = Field(None, description="judge: the endpoint and instructions.")
 
     @property
     def label(self) -> str:
@@ -66,6 +103,12 @@ class ScorerSpec(_Spec):
     def _length(self) -> ScorerSpec:
         if self.kind == "length" and self.min_length is None and self.max_length is None:
             raise ValueError("a length scorer needs min_length and/or max_length")
+        if (self.kind == "judge") != (self.judge is not None):
+            raise ValueError(
+                "a judge scorer needs `judge: {endpoint, model, ...}`"
+                if self.kind == "judge"
+                else f"`judge` is for kind judge, not {self.kind!r}"
+            )
         if self.kind == "semantic" and self.pass_at >= 1.0:
             raise ValueError(
                 "a semantic scorer needs pass_at below 1 (the cosine similarity that counts as "

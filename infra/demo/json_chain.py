@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from infra.demo.story import RELEASE, DemoContext, heartbeat, say
@@ -25,13 +26,32 @@ RETRAIN = "retrain/retrain-extract-json"
 TRAFFIC_MAX_TOKENS = 64  # the longest drifted answer is under 50 tokens
 
 
-def fields_right(completion: str, expected: str) -> bool:
-    """Every expected field is in the completion's JSON object, with its value."""
-    return task.field_accuracy(completion.strip(), json.loads(expected)) == 1.0
+class FieldTally:
+    """send_traffic's `correct` rule: every expected field is in the completion's JSON
+    object, with its value; it also keeps each answer's share of fields right."""
+
+    def __init__(self) -> None:
+        self.shares: list[float] = []  # one per answer (list.append is thread-safe)
+
+    def __call__(self, completion: str, expected: str) -> bool:
+        self.shares.append(task.field_accuracy(completion.strip(), json.loads(expected)))
+        return self.shares[-1] == 1.0
+
+    def share(self, asked: int) -> float:
+        """Fields right over `asked` requests; a request that failed has none right."""
+        return sum(self.shares) / asked if asked else 0.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a window of user requests got back: every field right, and the share of fields."""
+
+    sent: Sent
+    field_share: float
 
 
 def json_traffic(ctx: DemoContext, target: dict[str, Any], name: str, label: str,
-                 examples: list[task.Example]) -> Sent:  # fmt: skip
+                 examples: list[task.Example]) -> Served:  # fmt: skip
     """`examples` as user requests through the target's router."""
     from infra.targets import docker, make_target
 
@@ -42,12 +62,14 @@ def json_traffic(ctx: DemoContext, target: dict[str, Any], name: str, label: str
         raise RuntimeError(f"nothing serves on target {target['name']}: its router is down")
     key = served.api_key_file.read_text().strip()  # type: ignore[attr-defined]
     asked = [Example(ex.prompt, ex.expected_response) for ex in examples]
+    tally = FieldTally()
     with heartbeat(f"{label}: sending {len(asked)} requests through {name}'s router"):
         sent = send_traffic(router, key, name, asked, max_tokens=TRAFFIC_MAX_TOKENS,
-                            correct=fields_right)  # fmt: skip
+                            correct=tally)  # fmt: skip
+    share = tally.share(len(asked))
     say(f"  {label}: {len(asked)} requests, {sent.ok} answered, {sent.correct} with every "
-        "field right")  # fmt: skip
-    return sent
+        f"field right, {share:.0%} of fields right")  # fmt: skip
+    return Served(sent, share)
 
 
 def json_chain(ctx: DemoContext, name: str, target: dict[str, Any], dataset: str) -> dict[str, str]:
@@ -77,7 +99,8 @@ def json_chain(ctx: DemoContext, name: str, target: dict[str, Any], dataset: str
     fresh = task.drifted(len(new_market), seed=22)  # new sentences, not the trained-on ones
     after = json_traffic(ctx, target, name, "a fresh new-market window", fresh)
     say(
-        f"  every field right on new-market sentences: {before.correct} of {len(new_market)} "
-        f"served by the champion → {after.correct} of {len(fresh)} by the retrained model"
+        f"  every field right on new-market sentences: {before.sent.correct} of "
+        f"{len(new_market)} served by the champion → {after.sent.correct} of {len(fresh)} by "
+        f"the retrained model (fields right {before.field_share:.0%} → {after.field_share:.0%})"
     )
     return seen

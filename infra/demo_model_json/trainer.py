@@ -6,9 +6,10 @@ What a team with its own model plugs in: it reads the request (infra/training/re
 labels the exported training prompts with the team's own rule (`task.parse_prompt`: the
 sentence templates it supports, whatever names and cities they carry; a prompt in no known
 template is skipped and counted), fine-tunes the champion's files on them mixed with its
-usual training stream (so it keeps what it already does), and answers with `result.json`:
-the model directory and its held-out figures. It registers nothing: the retrain flow checks
-and registers what it returns. With no champion it trains from scratch.
+usual training stream (so it keeps what it already does), with the schedule the champion
+was trained with (its steps and learning rate, recorded in its files), and answers with
+`result.json`: the model directory and its held-out figures. It registers nothing: the
+retrain flow checks and registers what it returns. With no champion it trains from scratch.
 
 The captured completions are the champion's own answers, not labels: training on them would
 teach the champion its own mistakes, so they are not used.
@@ -41,13 +42,22 @@ def labelled(prompts: list[str]) -> tuple[list[task.Example], int]:
     return examples, len(dict.fromkeys(prompts)) - len(examples)
 
 
-def champion_config(base: Path, steps: int, lr: float) -> JsonTrainConfig:
+def champion_config(base: Path, steps: int | None, lr: float | None) -> JsonTrainConfig:
     """A fine-tune of `base` with the config it was trained with (its seed and held-out
-    split fix the tokenizer and the held-out sentences), JSON targets, `steps` at `lr`."""
+    split fix the tokenizer and the held-out sentences), JSON targets; `steps` and `lr`
+    default to the champion's own schedule.
+
+    Its own schedule, not a short one: names and cities it never saw are many tokens each,
+    and 150 steps at 1e-3 left every one of them misspelt ("Anastasia" → "Anasttint": 0 of
+    200 new-market sentences right), where the champion's 600 at 2e-3 got 153 of 200 and
+    kept its usual held-out set (0.91 → 0.997 fields right)."""
     info = base / TRAINING_INFO_FILE
     trained = json.loads(info.read_text())["config"] if info.is_file() else {}
+    defaults = JsonTrainConfig.model_validate({})
+    schedule = {"steps": steps or trained.get("steps", defaults.steps),
+                "lr": lr or trained.get("lr", defaults.lr)}  # fmt: skip
     return JsonTrainConfig.model_validate(
-        {**trained, "steps": steps, "lr": lr, "corrupt": 0.0, "base": str(base)}
+        {**trained, **schedule, "corrupt": 0.0, "base": str(base)}
     )
 
 
@@ -56,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("request", type=Path, help="request.json written by the retrain flow")
     parser.add_argument(
-        "--steps", type=int, default=None, help="steps (default: 150 fine-tuning, 600 scratch)"
+        "--steps", type=int, default=None, help="steps (default: the champion's, 600 scratch)"
     )
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (default: the champion's)"
+    )
     parser.add_argument(
         "--share", type=float, default=0.5, help="share of training examples from the traffic"
     )
@@ -79,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             "capture a longer window or extend task.TEMPLATES"
         )
     base = request.champion.model_dir
-    config = champion_config(Path(base), args.steps or 150, args.lr) if base else (
-        JsonTrainConfig(steps=args.steps or 600))  # fmt: skip
+    scratch = JsonTrainConfig.model_validate(
+        {k: v for k, v in {"steps": args.steps, "lr": args.lr}.items() if v is not None}
+    )
+    config = champion_config(Path(base), args.steps, args.lr) if base else scratch
     origin = f"champion v{request.champion.version}" if base else "scratch (no champion)"
     print(f"fine-tuning {origin} for {config.steps} steps on {len(observed)} labelled prompts "
           f"({unknown} in no known template, skipped), {args.share:.0%} of each batch",

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from infra.demo.__main__ import EXPECTED
-from infra.demo.json_chain import RETRAIN, fields_right
+from infra.demo.json_chain import RETRAIN, FieldTally
 from infra.demo.second_model import JSON_DATASET, JSON_NAME, JSON_TARGET, json_evaluation
 from infra.demo_model_json import task, trainer
 from infra.demo_model_json.train import JsonTrainConfig, mixed, train
@@ -74,11 +74,15 @@ def test_mixed_draws_its_share_from_the_observed_examples() -> None:
     assert [next(plain) for _ in range(50)] == [next(again) for _ in range(50)]
 
 
-def test_fields_right_accepts_any_key_order_and_nothing_less() -> None:
+def test_the_field_tally_accepts_any_key_order_and_counts_fields() -> None:
     want = json.dumps({"name": "Ana", "city": "Oslo", "item": "mug", "count": 3})
-    assert fields_right('{"count": 3, "city": "Oslo", "name": "Ana", "item": "mug"}', want)
-    assert not fields_right('{"name": "Ana", "city": "Oslo", "item": "mug", "count": 4}', want)
-    assert not fields_right("{'name': 'Ana', 'city': 'Oslo', 'item': 'mug', 'count': 3}", want)
+    tally = FieldTally()
+    assert tally('{"count": 3, "city": "Oslo", "name": "Ana", "item": "mug"}', want)
+    assert not tally('{"name": "Ana", "city": "Oslo", "item": "mug", "count": 4}', want)
+    assert not tally("{'name': 'Ana', 'city': 'Oslo', 'item': 'mug', 'count': 3}", want)
+    # 1 + 3/4 + 0 fields right over 4 requests, one of which never came back
+    assert tally.share(4) == pytest.approx(1.75 / 4)
+    assert FieldTally().share(0) == 0.0
 
 
 def _request(tmp: Path, champion: Path | None, prompts: list[str]) -> Path:
@@ -131,6 +135,24 @@ def test_the_trainer_fine_tunes_the_champion_through_the_contract(tmp_path: Path
     assert {"field_accuracy", "json_valid", "labelled_prompts", "holdout_fields_candidate",
             "holdout_fields_champion"} <= set(result.metrics)  # fmt: skip
     assert json.loads(result.tags["extract_json.fine_tune"])["steps"] == 1
+
+
+def test_a_fine_tune_keeps_the_champions_schedule_unless_told(tmp_path: Path) -> None:
+    champion = tmp_path / "champion"
+    champion.mkdir()
+    trained = JsonTrainConfig(steps=7, lr=3e-3, n_heldout=10, seed=4, corrupt=0.5)
+    (champion / "canaryflow_training.json").write_text(json.dumps({"config": trained.model_dump()}))
+    again = trainer.champion_config(champion, None, None)
+    assert (again.steps, again.lr, again.seed, again.n_heldout) == (7, 3e-3, 4, 10)
+    assert again.corrupt == 0.0  # JSON targets
+    assert again.base == str(champion)
+    told = trainer.champion_config(champion, 2, 1e-4)
+    assert (told.steps, told.lr) == (2, 1e-4)
+    # a champion with no record of its training: this trainer's own defaults
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    plain = trainer.champion_config(bare, None, None)
+    assert (plain.steps, plain.lr) == (JsonTrainConfig().steps, JsonTrainConfig().lr)
 
 
 def test_the_trainer_refuses_traffic_it_cannot_label(tmp_path: Path) -> None:
